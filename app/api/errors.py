@@ -1,0 +1,45 @@
+"""Exception handlers: user errors become 4xx JSON bodies shaped like FastAPI's own 422s."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from app.services.dispatch import DispatchError
+from app.storage import BlobTooLarge
+from workers.errors import InputError
+
+log = logging.getLogger(__name__)
+
+
+def input_error_response(exc: InputError, prefix: tuple[str, ...] = ("body",)) -> JSONResponse:
+    detail = [{**error, "loc": [*prefix, *error["loc"]]} for error in exc.errors]
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(InputError)
+    async def _input_error(request: Request, exc: InputError) -> JSONResponse:
+        return input_error_response(exc)
+
+    @app.exception_handler(BlobTooLarge)
+    async def _too_large(request: Request, exc: BlobTooLarge) -> JSONResponse:
+        return JSONResponse(
+            status_code=413,
+            content={"detail": [{"loc": ["body", "file"], "msg": str(exc), "type": "too_large"}]},
+        )
+
+    @app.exception_handler(DispatchError)
+    async def _broker_down(request: Request, exc: DispatchError) -> JSONResponse:
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"{exc}. The run was recorded as failed; retry when GET /api/v1/healthz is ok."},
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # A bug, not bad input: log it with the traceback and say so without leaking internals.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(status_code=500, content={"detail": f"internal error ({type(exc).__name__}); see server logs"})

@@ -1,0 +1,9 @@
+"""All resource routers under ``/api/v1``."""
+
+from fastapi import APIRouter
+
+from app.api.routes import datasets, health, models, probes, runs
+
+api_router = APIRouter(prefix="/api/v1")
+for module in (models, datasets, runs, probes, health):
+    api_router.include_router(module.router)

@@ -1,0 +1,148 @@
+"""``priorprobe``: serve the API, run a worker, run a spec locally, migrate, or run the demo."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from pydantic import ValidationError
+
+from workers.errors import InputError
+
+
+def _fail_on_input_error(exc: InputError) -> None:
+    click.secho("The run spec has problems:", fg="red", err=True)
+    for error in exc.errors:
+        click.echo(f"  {'.'.join(map(str, error['loc'])) or '(spec)'}: {error['msg']}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """PriorProbe: measure the inductive bias of neural networks."""
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--reload", is_flag=True, help="Restart on code changes (development).")
+def serve(host: str, port: int, reload: bool) -> None:
+    """Serve the REST API (OpenAPI docs at /docs).
+
+    Without PRIORPROBE_DATABASE_URL and PRIORPROBE_BROKER_URL this is the embedded default: a SQLite
+    file and an in-process worker under PRIORPROBE_DATA_DIR (./priorprobe-data).
+    """
+    import uvicorn
+
+    from app.config import get_settings
+
+    settings = get_settings()
+    mode = "embedded (SQLite + in-process worker)" if settings.embedded else "distributed (database + Celery)"
+    click.echo(f"PriorProbe API on http://{host}:{port}/docs, mode: {mode}")
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, reload=reload)
+
+
+@main.command()
+@click.option("--queues", default="cpu,gpu", show_default=True, help="Comma-separated queues to consume.")
+@click.option("--concurrency", default=1, show_default=True, type=int, help="Runs executed at once.")
+@click.option("--pool", default="prefork", show_default=True, type=click.Choice(["prefork", "solo", "threads"]))
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(queues: str, concurrency: int, pool: str, loglevel: str) -> None:
+    """Run a Celery worker that executes queued runs (needs PRIORPROBE_BROKER_URL)."""
+    from app.config import get_settings
+
+    if get_settings().embedded:
+        raise click.UsageError("set PRIORPROBE_BROKER_URL (e.g. redis://127.0.0.1:6379/0) and PRIORPROBE_DATABASE_URL")
+    from workers.celery_app import celery_app
+
+    celery_app.worker_main(
+        ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
+    )
+
+
+@main.command("run")
+@click.argument("spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the JSON report.")
+@click.option("--device", default="auto", show_default=True, type=click.Choice(["auto", "cpu", "cuda"]))
+def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
+    """Run SPEC_PATH locally (no server) and write the report.
+
+    Paths in the spec (model.weights, task.dataset.path) are relative to the spec file.
+    """
+    from tqdm import tqdm
+
+    from app.report_table import format_table, summary_rows
+    from workers.runner import execute_run, load_task_dataset, pick_device
+    from workers.runspec import RunSpec
+
+    try:
+        spec = RunSpec.model_validate_json(spec_path.read_text())
+    except ValidationError as exc:
+        _fail_on_input_error(InputError.from_validation(exc))
+    base_dir = spec_path.parent
+    weights_path = None
+    if spec.model.weights is not None:
+        weights_path = Path(spec.model.weights)
+        weights_path = weights_path if weights_path.is_absolute() else base_dir / weights_path
+        if not weights_path.is_file():
+            _fail_on_input_error(InputError.at(["model", "weights"], f"no such file: {weights_path}"))
+    with tqdm(total=100, desc="run", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}") as bar:
+
+        def progress(fraction: float, message: str) -> None:
+            bar.n = round(100 * fraction, 1)
+            bar.set_postfix_str(message[:60])
+            bar.refresh()
+
+        try:
+            dataset = load_task_dataset(spec, base_dir=base_dir)
+            report = execute_run(
+                spec, weights_path=weights_path, dataset=dataset, progress=progress, device=pick_device(device)
+            )
+        except InputError as exc:
+            bar.close()
+            _fail_on_input_error(exc)
+    text = json.dumps(report, indent=2)
+    if out_path is not None:
+        out_path.write_text(text)
+        click.echo(f"report written to {out_path}")
+    else:
+        click.echo(text)
+    click.echo(format_table(summary_rows(spec_path.stem, report)))
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply Alembic migrations to PRIORPROBE_DATABASE_URL (or the embedded SQLite file)."""
+    from app.config import get_settings
+    from app.migrate import upgrade
+
+    url = get_settings().resolved_database_url
+    upgrade(url, revision)
+    click.echo(f"database at {url.split('@')[-1]} is at revision {revision}")
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("priorprobe-data/demo"),
+              show_default=True, help="Where the demo's SQLite file, blobs, models and data go.")
+@click.option("--local", is_flag=True, help="Skip the service: run the specs in this process directly.")
+def demo(data_dir: Path, local: bool) -> None:
+    """Build example models and data, run every registered probe, print a summary table.
+
+    By default this goes through the embedded service exactly as a user would: upload the models
+    and the dataset over the REST API, queue runs, watch their progress, fetch the reports.
+    """
+    from app.demo import run_demo
+
+    run_demo(data_dir, through_service=not local)
+
+
+if __name__ == "__main__":
+    main()

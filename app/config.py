@@ -1,0 +1,87 @@
+"""One validated settings object for the API, the workers and the CLI.
+
+Every value can be set from the environment with the ``PRIORPROBE_`` prefix (or a ``.env`` file).
+With neither ``database_url`` nor ``broker_url`` set the service runs its *embedded default*: a
+SQLite file and an in-process worker under ``data_dir``, so it works with nothing but Python.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Queue(StrEnum):
+    """Celery queues: GPU workers consume ``gpu`` (and usually ``cpu`` too), CPU-only ones ``cpu``."""
+
+    cpu = "cpu"
+    gpu = "gpu"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PRIORPROBE_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "production"] = "development"
+    data_dir: Path = Field(default=Path("priorprobe-data"), description="SQLite file and blobs live here by default.")
+    database_url: str | None = Field(default=None, description="SQLAlchemy URL; unset = SQLite in data_dir.")
+    broker_url: str | None = Field(default=None, description="Celery broker (redis://...); unset = in-process worker.")
+    storage_dir: Path | None = Field(default=None, description="Content-addressed blob store; unset = data_dir/blobs.")
+    max_upload_bytes: int = Field(default=512 * 2**20, gt=0, description="Largest model or dataset file accepted.")
+    device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = CUDA when available.")
+    gpu_queue: bool = Field(
+        default=False, description="Route runs whose probes benefit from a GPU to the 'gpu' queue (needs GPU workers)."
+    )
+    # A running run whose heartbeat is older than this is considered orphaned (its worker died) and
+    # may be claimed again by the redelivered message.
+    stale_run_after_s: float = Field(default=300.0, gt=0)
+    heartbeat_every_s: float = Field(default=15.0, gt=0)
+    task_time_limit_s: int = Field(default=6 * 3600, gt=0, description="Hard limit per run on a Celery worker.")
+    worker_max_tasks_per_child: int = Field(default=20, gt=0, description="Recycle workers to hand GPU memory back.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_database_url(cls, value: str | None) -> str | None:
+        # Hosted Postgres URLs come as postgres:// or postgresql://; SQLAlchemy needs the driver.
+        if value is None or value == "":
+            return None
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value[len(prefix):]
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _empty_broker_is_embedded(cls, value: str | None) -> str | None:
+        return value or None
+
+    @model_validator(mode="after")
+    def _production_needs_real_services(self) -> "Settings":
+        # The embedded default is for laptops and demos; a production deployment silently falling
+        # back to SQLite and an in-process worker would lose the queue on every restart.
+        if self.environment == "production" and (self.database_url is None or self.broker_url is None):
+            raise ValueError("environment=production needs PRIORPROBE_DATABASE_URL and PRIORPROBE_BROKER_URL")
+        return self
+
+    @property
+    def embedded(self) -> bool:
+        """True when runs execute in the API process (no broker configured)."""
+        return self.broker_url is None
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'priorprobe.db').resolve()}"
+
+    @cached_property
+    def resolved_storage_dir(self) -> Path:
+        return (self.storage_dir or self.data_dir / "blobs").resolve()
+
+
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,66 @@
+"""Builds the FastAPI application: ``uvicorn app.main:create_app --factory``."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import select
+
+from app.api.errors import install_error_handlers
+from app.api.router import api_router
+from app.config import Settings, get_settings
+from app.migrate import upgrade
+from app.orm import Run, RunStatus
+from app.runtime import Runtime
+from app.services.dispatch import EmbeddedDispatcher, make_dispatcher
+
+log = logging.getLogger(__name__)
+_UPLOAD_OVERHEAD_BYTES = 1 << 20  # multipart framing and the form fields beside the file
+
+
+def _resume_embedded_runs(runtime: Runtime, dispatcher: EmbeddedDispatcher) -> None:
+    """The embedded worker died with its process: pick up what it left queued or half-run."""
+    with runtime.session_factory() as session:
+        pending = session.scalars(
+            select(Run.id).where(Run.status.in_([RunStatus.queued, RunStatus.running])).order_by(Run.created_at)
+        ).all()
+    for run_id in pending:
+        dispatcher.submit(run_id, "embedded")
+    if pending:
+        log.info("embedded worker resumed %d unfinished runs", len(pending))
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if settings.embedded:
+            # Nothing else will migrate a laptop's SQLite file; distributed deployments run
+            # `priorprobe db upgrade` once instead of racing from every API replica.
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            upgrade(settings.resolved_database_url)
+        dispatcher = make_dispatcher(runtime)
+        app.state.dispatcher = dispatcher
+        if isinstance(dispatcher, EmbeddedDispatcher):
+            _resume_embedded_runs(runtime, dispatcher)
+        try:
+            yield
+        finally:
+            dispatcher.close()
+            runtime.dispose()
+
+    app = FastAPI(
+        title="PriorProbe",
+        summary="Measure the inductive bias of neural networks.",
+        version="0.1.0",
+        lifespan=lifespan,
+        max_body_size=settings.max_upload_bytes + _UPLOAD_OVERHEAD_BYTES,
+    )
+    app.state.runtime = runtime
+    install_error_handlers(app)
+    app.include_router(api_router)
+    return app

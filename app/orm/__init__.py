@@ -1,0 +1,9 @@
+"""SQLAlchemy 2 typed ORM: one module per table; import from here."""
+
+from app.orm.base import Base
+from app.orm.dataset_record import DatasetRecord
+from app.orm.model_record import ModelRecord
+from app.orm.report import Report
+from app.orm.run import Run, RunStatus
+
+__all__ = ["Base", "DatasetRecord", "ModelRecord", "Report", "Run", "RunStatus"]

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from app.orm import RunStatus
+
+
+class RunRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    status: RunStatus
+    progress: float
+    progress_message: str | None
+    error: str | None
+    timing: dict[str, Any] | None
+    queue: str
+    attempts: int
+    model_id: str | None
+    dataset_id: str | None
+    spec: dict
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class RunList(BaseModel):
+    data: list[RunRead]
+    count: int

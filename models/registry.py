@@ -1,0 +1,71 @@
+"""Build seeded members of a hypothesis space from an architecture spec.
+
+``BUILDERS`` is the catalogue of families (keys are ``models.specs.ARCH_FAMILIES``). A member is a
+function of ``(spec, seed)`` only: ``build_model`` constructs on the CPU from a private RNG state,
+applies the spec's init from a seeded ``torch.Generator``, and only then moves to ``device``, so
+the same seed gives the same parameters on every device and the caller's RNG stream is untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from models.init import apply_init
+from models.specs import CNNSpec, MLPSpec, TransformerSpec, ViTSpec
+from models.zoo import cnn, mlp, transformer, vit
+
+AnySpec = MLPSpec | CNNSpec | ViTSpec | TransformerSpec
+
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": mlp.build,
+    "cnn": cnn.build,
+    "vit": vit.build,
+    "transformer": transformer.build,
+}
+
+
+def build_model(spec: AnySpec, seed: int, device: torch.device | str | None = None) -> nn.Module:
+    """A fresh member of the hypothesis space ``spec``, deterministic in ``seed``.
+
+    Args:
+        spec: a validated architecture spec (``models.specs.parse_arch``); its ``init`` block
+            says how parameters are drawn.
+        seed: integer seed; equal seeds give identical parameters, also for ``init.dist='default'``
+            (PyTorch's own init, which draws from the global CPU RNG during construction: that
+            draw happens inside ``torch.random.fork_rng``, re-seeded, and the caller's RNG state is
+            restored afterwards).
+        device: where to put the model (default: CPU).
+
+    Returns:
+        The model in eval mode, float32, on ``device``.
+
+    Not safe to call concurrently from several threads of one process: the fork temporarily
+    re-seeds the process-wide CPU generator.
+    """
+    builder = BUILDERS[spec.name]
+    # devices=[]: only the CPU generator is forked and seeded; construction happens on the CPU,
+    # and seeding it through default_generator (not torch.manual_seed) leaves CUDA RNGs alone.
+    with torch.random.fork_rng(devices=[]):
+        torch.random.default_generator.manual_seed(seed)
+        model = builder(spec)
+    apply_init(model, spec.init, torch.Generator().manual_seed(seed))
+    return model.to(device=device if device is not None else "cpu").eval()
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalar parameters, counting a parameter shared between modules once."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def output_shape(spec: AnySpec) -> tuple[int, ...]:
+    """Shape of the model's output for one input sample (without the batch axis).
+
+    ``(out_dim,)`` for every family, except a transformer with ``pool='none'``, which gives one
+    output per position: ``(seq_len, out_dim)``.
+    """
+    if isinstance(spec, TransformerSpec) and spec.pool == "none":
+        return (spec.seq_len, spec.out_dim)
+    return (spec.out_dim,)

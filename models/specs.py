@@ -1,0 +1,160 @@
+"""Architecture specs: the JSON a user sends to describe a hypothesis space.
+
+A spec is a discriminated union on ``name``; each family validates its own fields so a bad spec is
+rejected with the offending field named before anything is built. The ``init`` block is part of
+the hypothesis space (METHODS.md, Vocabulary): two specs that differ only in ``init`` describe two
+different priors.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+
+Activation = Literal["relu", "gelu", "tanh", "sigmoid", "gaussian", "sin", "identity"]
+
+
+class _Spec(BaseModel):
+    # Unknown keys are almost always typos ("hiden"); refusing them beats silently ignoring them.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InitSpec(_Spec):
+    """Distribution every weight and bias is drawn from.
+
+    ``normal``: N(0, scale^2); ``uniform``: U(-scale, scale); ``default``: PyTorch's own per-layer
+    init (``scale`` is then ignored).
+    """
+
+    dist: Literal["default", "normal", "uniform"] = "default"
+    scale: float = Field(default=1.0, gt=0, le=1e3)
+
+
+class MLPSpec(_Spec):
+    name: Literal["mlp"]
+    in_dim: int = Field(ge=1, le=1_000_000)
+    hidden: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(default_factory=list, max_length=64)
+    out_dim: int = Field(ge=1, le=100_000)
+    activation: Activation = "relu"
+    layernorm: bool = False
+    residual: bool = False
+    bias: bool = True
+    init: InitSpec = InitSpec()
+
+    @model_validator(mode="after")
+    def _residual_needs_equal_widths(self) -> "MLPSpec":
+        # A residual connection adds a hidden layer's input to its output, so consecutive hidden
+        # widths must match; we do not insert hidden projections that would change the space.
+        if self.residual and len(set(self.hidden)) > 1:
+            raise ValueError("residual=true needs all hidden widths equal (got %s)" % self.hidden)
+        return self
+
+
+class CNNSpec(_Spec):
+    name: Literal["cnn"]
+    in_channels: int = Field(ge=1, le=4096)
+    image_size: int = Field(ge=1, le=4096)
+    channels: list[Annotated[int, Field(ge=1, le=8192)]] = Field(min_length=1, max_length=64)
+    kernel_size: int = Field(default=3, ge=1, le=31)
+    padding: Literal["zeros", "circular"] = "zeros"
+    pool: Literal["global_avg", "flatten"] = "global_avg"
+    out_dim: int = Field(ge=1, le=100_000)
+    activation: Activation = "relu"
+    init: InitSpec = InitSpec()
+
+    @model_validator(mode="after")
+    def _kernel_is_odd(self) -> "CNNSpec":
+        # 'same' padding with stride 1 keeps the image size only for odd kernels; that is what
+        # makes a circular CNN with global pooling exactly shift-invariant (METHODS §2).
+        if self.kernel_size % 2 == 0:
+            raise ValueError("kernel_size must be odd so that padding keeps the image size")
+        return self
+
+
+class ViTSpec(_Spec):
+    name: Literal["vit"]
+    in_channels: int = Field(default=1, ge=1, le=4096)
+    image_size: int = Field(ge=1, le=4096)
+    patch_size: int = Field(ge=1, le=4096)
+    dim: int = Field(ge=1, le=8192)
+    depth: int = Field(ge=0, le=64)
+    heads: int = Field(ge=1, le=256)
+    mlp_ratio: float = Field(default=2.0, gt=0, le=16)
+    out_dim: int = Field(ge=1, le=100_000)
+    init: InitSpec = InitSpec()
+
+    @model_validator(mode="after")
+    def _shapes_divide(self) -> "ViTSpec":
+        if self.image_size % self.patch_size:
+            raise ValueError("patch_size must divide image_size")
+        if self.dim % self.heads:
+            raise ValueError("heads must divide dim")
+        return self
+
+
+class TokenInput(_Spec):
+    """Integer token ids in ``[0, vocab_size)``."""
+
+    type: Literal["tokens"]
+    vocab_size: int = Field(ge=2, le=1_000_000)
+
+
+class FeatureInput(_Spec):
+    """Real feature vectors of size ``dim`` at each position."""
+
+    type: Literal["features"]
+    dim: int = Field(ge=1, le=100_000)
+
+
+class TransformerSpec(_Spec):
+    name: Literal["transformer"]
+    input: Annotated[Union[TokenInput, FeatureInput], Field(discriminator="type")]
+    seq_len: int = Field(ge=1, le=65_536)
+    dim: int = Field(ge=1, le=8192)
+    depth: int = Field(ge=0, le=64)
+    heads: int = Field(ge=1, le=256)
+    mlp_ratio: float = Field(default=2.0, gt=0, le=16)
+    pool: Literal["mean", "cls", "none"] = "mean"
+    out_dim: int = Field(ge=1, le=100_000)
+    init: InitSpec = InitSpec()
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> "TransformerSpec":
+        if self.dim % self.heads:
+            raise ValueError("heads must divide dim")
+        return self
+
+
+ArchSpec = Annotated[Union[MLPSpec, CNNSpec, ViTSpec, TransformerSpec], Field(discriminator="name")]
+ARCH_ADAPTER: TypeAdapter[ArchSpec] = TypeAdapter(ArchSpec)
+ARCH_FAMILIES = ("mlp", "cnn", "vit", "transformer")
+
+
+def parse_arch(data: Any) -> MLPSpec | CNNSpec | ViTSpec | TransformerSpec:
+    """Validate a JSON-like dict (or JSON string) into an architecture spec.
+
+    Raises ``pydantic.ValidationError`` naming the field, e.g. ``hidden.1: Input should be greater
+    than or equal to 1``.
+    """
+    if isinstance(data, (str, bytes)):
+        return ARCH_ADAPTER.validate_json(data)
+    return ARCH_ADAPTER.validate_python(data)
+
+
+InputKind = Literal["tabular", "image", "tokens", "sequence"]
+
+
+def input_signature(spec: MLPSpec | CNNSpec | ViTSpec | TransformerSpec) -> tuple[InputKind, tuple[int, ...]]:
+    """What one input sample must look like: its kind and per-sample shape.
+
+    Datasets are checked against this before a run is queued, so a shape error is a 422, not a
+    worker crash.
+    """
+    if isinstance(spec, MLPSpec):
+        return "tabular", (spec.in_dim,)
+    if isinstance(spec, (CNNSpec, ViTSpec)):
+        return "image", (spec.in_channels, spec.image_size, spec.image_size)
+    if isinstance(spec.input, TokenInput):
+        return "tokens", (spec.seq_len,)
+    return "sequence", (spec.seq_len, spec.input.dim)

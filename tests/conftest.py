@@ -1,0 +1,145 @@
+"""Shared fixtures: the embedded app on SQLite, and the real PostgreSQL + Redis + Celery stack.
+
+Integration fixtures create a throw-away PostgreSQL database and use a dedicated Redis database,
+so test runs never see each other's rows or messages; they start one real Celery worker process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+
+ADMIN_URL = os.environ.get(
+    "PRIORPROBE_TEST_DATABASE_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("PRIORPROBE_TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def embedded_settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "data", database_url=None, broker_url=None, max_upload_bytes=4 * 2**20)
+
+
+@pytest.fixture
+def embedded_client(embedded_settings: Settings):
+    with TestClient(create_app(embedded_settings)) as client:
+        yield client
+
+
+def wait_for_run(client: TestClient, run_id: str, timeout_s: float = 120.0) -> dict:
+    """Poll the run row until it finishes; returns the last status body (and every progress seen)."""
+    deadline = time.monotonic() + timeout_s
+    seen_progress = []
+    while time.monotonic() < deadline:
+        body = client.get(f"/api/v1/runs/{run_id}").json()
+        seen_progress.append(body["progress"])
+        if body["status"] in ("succeeded", "failed"):
+            body["seen_progress"] = seen_progress
+            return body
+        time.sleep(0.05)
+    raise AssertionError(f"run {run_id} did not finish in {timeout_s} s; last: {body}")
+
+
+# --- the real stack -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A fresh, migrated PostgreSQL database for this test session, dropped afterwards."""
+    name = f"priorprobe_test_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:
+        pytest.fail(f"PostgreSQL at {ADMIN_URL} is not reachable ({exc}); start it (see README, Tests)")
+    url = ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    from app.migrate import upgrade
+
+    upgrade(url)
+    yield url
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.ConnectionError as exc:
+        pytest.fail(f"Redis at {REDIS_URL} is not reachable ({exc}); start it (see README, Tests)")
+    client.flushdb()
+    yield REDIS_URL
+    client.flushdb()
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("priorprobe-shared")
+
+
+@pytest.fixture(scope="session")
+def distributed_env(postgres_url, redis_url, shared_data_dir) -> dict[str, str]:
+    return {
+        "PRIORPROBE_DATABASE_URL": postgres_url,
+        "PRIORPROBE_BROKER_URL": redis_url,
+        "PRIORPROBE_DATA_DIR": str(shared_data_dir),
+        "PRIORPROBE_HEARTBEAT_EVERY_S": "1",
+    }
+
+
+@pytest.fixture(scope="session")
+def celery_worker(distributed_env, tmp_path_factory):
+    """One real Celery worker process consuming both queues, stopped after the session."""
+    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
+    env = {**os.environ, **distributed_env, "PYTHONUNBUFFERED": "1"}
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "workers.celery_app:celery_app", "worker", "--queues=cpu,gpu",
+             "--pool=solo", "--concurrency=1", "--loglevel=INFO", f"--hostname=test-{uuid.uuid4().hex[:6]}@%h"],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while "ready." not in log_path.read_text():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"Celery worker did not start:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@pytest.fixture(scope="session")
+def distributed_settings(distributed_env) -> Settings:
+    return Settings(
+        database_url=distributed_env["PRIORPROBE_DATABASE_URL"],
+        broker_url=distributed_env["PRIORPROBE_BROKER_URL"],
+        data_dir=Path(distributed_env["PRIORPROBE_DATA_DIR"]),
+        max_upload_bytes=4 * 2**20,
+    )
+
+
+@pytest.fixture
+def distributed_client(distributed_settings, celery_worker):
+    with TestClient(create_app(distributed_settings)) as client:
+        yield client

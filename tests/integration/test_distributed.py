@@ -1,0 +1,126 @@
+"""End to end on the real stack: FastAPI -> PostgreSQL rows -> Redis -> a real Celery worker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.config import Settings
+from app.main import create_app
+from app.orm import Run, RunStatus
+from app.runtime import Runtime
+from app.services import run_state
+from tests.app.api.helpers import MLP_ARCH, checkpoint_bytes, upload_dataset, upload_model
+from tests.conftest import wait_for_run
+from workers.runner import execute_run
+from workers.runspec import RunSpec
+
+pytestmark = pytest.mark.integration
+
+
+def test_healthz_sees_postgres_and_redis(distributed_client):
+    body = distributed_client.get("/api/v1/healthz").json()
+    assert body == {"status": "ok", "mode": "distributed", "database": "ok", "broker": "ok"}
+
+
+def test_upload_queue_run_and_fetch_report(distributed_client, tmp_path):
+    model = upload_model(distributed_client, arch=MLP_ARCH, seed=7, name="e2e")
+    dataset = upload_dataset(distributed_client)
+    spec = {"model": {"weights": model["id"]}, "task": {"dataset": {"id": dataset["id"]}, "target_error": 0.5},
+            "probes": {"weight_spectrum": {"n_init_samples": 3}}, "seed": 11}
+    response = distributed_client.post("/api/v1/runs", json=spec)
+    assert response.status_code == 202, response.text
+    assert response.json()["status"] == "queued"
+    finished = wait_for_run(distributed_client, response.json()["id"])
+    assert finished["status"] == "succeeded", finished["error"]
+    assert finished["progress"] == 1.0 and finished["attempts"] == 1
+    assert finished["started_at"] is not None and finished["finished_at"] is not None
+    report = distributed_client.get(f"/api/v1/runs/{finished['id']}/report").json()
+
+    # The worker's numbers equal the same spec executed locally from the same checkpoint.
+    checkpoint = tmp_path / "w.safetensors"
+    checkpoint.write_bytes(checkpoint_bytes(MLP_ARCH, seed=7))
+    local_spec = RunSpec.model_validate({**spec, "model": {"arch": MLP_ARCH, "weights": str(checkpoint)}, "task": None})
+    local = execute_run(local_spec, weights_path=checkpoint, dataset=None)
+    assert report["probes"]["weight_spectrum"] == local["probes"]["weight_spectrum"]
+    assert report["run"]["dataset"]["n_train"] == 40
+    runs = distributed_client.get("/api/v1/runs", params={"model_id": model["id"]}).json()
+    assert [r["id"] for r in runs["data"]] == [finished["id"]]
+
+
+def test_redelivered_message_does_not_run_twice(distributed_client, distributed_settings):
+    model = upload_model(distributed_client)
+    run_id = distributed_client.post("/api/v1/runs", json={"model": {"weights": model["id"]}, "probes": {"weight_spectrum": {}}}).json()["id"]
+    # A second delivery of the same id, as a broker redelivery would produce.
+    distributed_client.app.state.dispatcher.submit(run_id, "cpu")
+    finished = wait_for_run(distributed_client, run_id)
+    assert finished["status"] == "succeeded"
+    runtime = Runtime(distributed_settings)
+    try:
+        # Once finished, nobody can claim it again, and the attempt count stayed at one.
+        assert run_state.claim(runtime.session_factory, run_id, "intruder", stale_after_s=0.0) is False
+        with runtime.session_factory() as session:
+            assert session.get(Run, run_id).attempts == 1
+    finally:
+        runtime.dispose()
+
+
+def test_orphaned_running_run_can_be_reclaimed(distributed_settings):
+    runtime = Runtime(distributed_settings)
+    try:
+        with runtime.session_factory() as session:
+            run = Run(spec={}, status=RunStatus.queued, queue="cpu", progress=0.0, attempts=0)
+            session.add(run)
+            session.commit()
+            run_id = run.id
+        factory = runtime.session_factory
+        assert run_state.claim(factory, run_id, "w1", stale_after_s=3600) is True
+        assert run_state.claim(factory, run_id, "w2", stale_after_s=3600) is False  # heartbeat is fresh
+        assert run_state.claim(factory, run_id, "w3", stale_after_s=0.0) is True  # worker w1 presumed dead
+        with factory() as session:
+            row = session.get(Run, run_id)
+            assert (row.status, row.attempts, row.worker) == ("running", 2, "w3")
+        run_state.record_failure(factory, run_id, "stopped by test")
+    finally:
+        runtime.dispose()
+
+
+def test_failure_is_recorded_with_its_message(distributed_client, distributed_settings):
+    dataset = upload_dataset(distributed_client, name="vanishing")
+    model = upload_model(distributed_client)
+    # Lose the stored file behind the API's back: the worker must record why the run failed.
+    blob = Runtime(distributed_settings).store.path_for(dataset["sha256"])
+    blob.unlink()
+    spec = {"model": {"weights": model["id"]}, "task": {"dataset": {"id": dataset["id"]}, "target_error": 0.5}, "probes": {"weight_spectrum": {}}}
+    run_id = distributed_client.post("/api/v1/runs", json=spec).json()["id"]
+    finished = wait_for_run(distributed_client, run_id)
+    assert finished["status"] == "failed"
+    assert finished["error"]
+    report = distributed_client.get(f"/api/v1/runs/{run_id}/report")
+    assert report.status_code == 409 and "failed" in report.json()["detail"]
+
+
+def test_broker_down_gives_503_and_a_failed_run(distributed_settings, postgres_url):
+    settings = Settings(database_url=postgres_url, broker_url="redis://127.0.0.1:1/0", data_dir=distributed_settings.data_dir)
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/api/v1/healthz").status_code == 503
+        response = client.post("/api/v1/runs", json={"model": {"arch": MLP_ARCH}, "probes": {"weight_spectrum": {}}})
+        assert response.status_code == 503 and "broker" in response.json()["detail"]
+        failed = client.get("/api/v1/runs", params={"status": "failed"}).json()["data"]
+        assert any(run["error"].startswith("not queued") for run in failed)
+
+
+def test_migrations_match_the_orm(postgres_url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import create_engine
+
+    from app.orm import Base
+
+    engine = create_engine(postgres_url)
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert diff == [], json.dumps([str(d) for d in diff])

@@ -1,0 +1,99 @@
+"""What every probe is: fixed configuration (``Params``) at construction, per-run data at call.
+
+A probe never imports Celery, FastAPI or the database: the CLI, the workers and the tests call it
+the same way. Its ``run`` returns a pydantic ``Result`` whose JSON becomes
+``report["probes"][probe.name]``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict
+
+if TYPE_CHECKING:
+    from models.specs import ArchSpec
+    from workers.data.dataset import Dataset
+    from workers.runspec import TaskSpec
+
+ProgressFn = Callable[[float, str], None]
+
+
+def _no_progress(fraction: float, message: str) -> None:
+    return None
+
+
+@dataclass
+class ProbeContext:
+    """Everything a probe may look at for one run.
+
+    ``model`` holds the uploaded weights (or, when none were uploaded, the seeded random member
+    ``make_member(seed)``; ``has_uploaded_weights`` says which). ``make_member(seed)`` builds a fresh
+    random member of the same hypothesis space (architecture + init), on ``device``. ``progress``
+    takes a fraction in [0, 1] of *this probe's* work.
+    """
+
+    arch: "ArchSpec"
+    model: torch.nn.Module
+    has_uploaded_weights: bool
+    make_member: Callable[[int], torch.nn.Module]
+    seed: int
+    device: torch.device
+    dtype: torch.dtype = torch.float32
+    dataset: "Dataset | None" = None
+    task: "TaskSpec | None" = None
+    progress: ProgressFn = field(default=_no_progress)
+
+
+class ProbeParams(BaseModel):
+    """Base for every probe's ``Params``: unknown keys are errors (they are nearly always typos)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Probe(ABC):
+    """One measurement of a hypothesis space or of one member of it.
+
+    Subclasses set the class attributes, a nested ``Params`` (defaults and bounds; served as JSON
+    schema by ``GET /api/v1/probes``) and ``Result``, and implement ``run``.
+    """
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    summary: ClassVar[str]
+    paper: ClassVar[str]
+    requires_task: ClassVar[bool] = False
+    # Runs with a GPU-hungry probe go to the 'gpu' queue when the deployment has GPU workers.
+    benefits_from_gpu: ClassVar[bool] = False
+    Params: ClassVar[type[ProbeParams]] = ProbeParams
+    Result: ClassVar[type[BaseModel]]
+
+    def __init__(self, params: ProbeParams | None = None):
+        self.params = params if params is not None else self.Params()
+
+    def check_inputs(self, arch: "ArchSpec", task: "TaskSpec | None") -> None:
+        """Raise ``workers.errors.InputError`` if these params cannot work with this arch/task.
+
+        Runs before the run is queued, so problems surface as a 422 rather than a failed run.
+        """
+        if self.requires_task and task is None:
+            from workers.errors import InputError
+
+            raise InputError.at(["task"], f"probe '{self.name}' needs a task (dataset, loss, target_error)")
+
+    @classmethod
+    def headline(cls, result: dict) -> dict[str, Any]:
+        """The few numbers a summary table shows for this probe's JSON result.
+
+        Default: the scalar entries of ``result["summary"]``; probes override to add intervals.
+        """
+        summary = result.get("summary") or {}
+        return {key: value for key, value in summary.items() if isinstance(value, (int, float)) or value is None}
+
+    @abstractmethod
+    def run(self, context: ProbeContext) -> BaseModel:
+        """Compute the probe's result. Must leave ``context.model`` as it found it."""

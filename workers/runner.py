@@ -1,0 +1,191 @@
+"""Execute one run spec and assemble its report: the code path shared by the CLI, the Celery task
+and the embedded in-process worker. It knows nothing about the database or the broker: callers
+resolve ids to files and pass a progress callback.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.loading import load_checkpoint
+from models.registry import build_model, count_parameters
+from models.specs import ArchSpec
+from workers.data.builtin import load_builtin
+from workers.data.dataset import Dataset
+from workers.data.files import load_dataset_file
+from workers.errors import InputError
+from workers.probes.base import ProbeContext, ProgressFn
+from workers.probes.registry import instantiate_probes
+from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef
+
+REPORT_FORMAT_VERSION = 1
+
+
+def pick_device(preference: str = "auto") -> torch.device:
+    """``auto`` uses CUDA when present; asking for ``cuda`` without one is an error, not a fallback."""
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False on this worker")
+    if preference in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def load_task_dataset(
+    spec: RunSpec,
+    *,
+    uploaded_dataset_file: Callable[[str], tuple[Path, str]] | None = None,
+    base_dir: Path | None = None,
+) -> Dataset | None:
+    """Materialise the task's dataset from whichever source the spec names.
+
+    ``uploaded_dataset_file`` maps an uploaded dataset id to its stored file and format (API/worker);
+    ``base_dir`` anchors relative ``path`` references (CLI: the spec file's directory).
+    """
+    if spec.task is None:
+        return None
+    ref = spec.task.dataset
+    if isinstance(ref, BuiltinDatasetRef):
+        params = {k: v for k, v in ref.model_dump().items() if k != "builtin"}
+        return load_builtin(ref.builtin, params, seed=spec.seed)
+    if isinstance(ref, UploadedDatasetRef):
+        if uploaded_dataset_file is None:
+            raise InputError.at(["task", "dataset", "id"], "uploaded dataset ids only work through the API; use 'path'")
+        stored_path, file_format = uploaded_dataset_file(ref.id)
+        return load_dataset_file(stored_path, name=ref.id, format=file_format)
+    assert isinstance(ref, PathDatasetRef)
+    path = Path(ref.path)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.is_file():
+        raise InputError.at(["task", "dataset", "path"], f"no such file: {path}")
+    return load_dataset_file(path, name=path.name)
+
+
+def environment_info(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        priorprobe_version = version("priorprobe")
+    except PackageNotFoundError:
+        priorprobe_version = "unknown"
+    info: dict[str, Any] = {
+        "priorprobe": priorprobe_version,
+        "report_format": REPORT_FORMAT_VERSION,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+    }
+    if device.type == "cuda":
+        info["cuda"] = torch.version.cuda
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
+@dataclass
+class ProgressSplitter:
+    """Maps each probe's own 0..1 progress onto its slice of the whole run's 0..1."""
+
+    report: ProgressFn
+    n_probes: int
+    index: int = 0
+    name: str = ""
+
+    def __call__(self, fraction: float, message: str) -> None:
+        fraction = min(max(float(fraction), 0.0), 1.0)
+        overall = (self.index + fraction) / self.n_probes
+        self.report(overall, f"{self.name}: {message}" if message else self.name)
+
+
+def execute_run(
+    spec: RunSpec,
+    *,
+    weights_path: Path | None,
+    weights_format: str | None = None,
+    dataset: Dataset | None,
+    progress: ProgressFn | None = None,
+    device: torch.device | None = None,
+    run_info: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run every probe in ``spec`` and return the report as a JSON-ready dict.
+
+    Args:
+        spec: a validated run spec whose ``model.arch`` is set.
+        weights_path: checkpoint file for the uploaded weights, or None to probe a seeded random
+            member of the hypothesis space (the report says which).
+        weights_format: the checkpoint's format when the path has no telling suffix (stored blobs).
+        dataset: the task's dataset, already loaded (see ``load_task_dataset``), or None.
+        progress: called with (fraction of the whole run, message).
+        device: where probes run; defaults to ``pick_device("auto")``.
+        run_info: extra keys for ``report["run"]`` (ids, names).
+
+    Returns:
+        ``{"run": ..., "probes": {name: result}, "timing": {name: seconds}, "environment": ...}``.
+
+    Raises:
+        InputError for problems with the user's input; anything else is a probe failure.
+    """
+    if spec.model.arch is None:
+        raise InputError.at(["model", "arch"], "an architecture spec is required")
+    arch: ArchSpec = spec.model.arch
+    probes = instantiate_probes(spec)
+    device = device or pick_device("auto")
+    dtype = torch.float32
+    report_progress = progress or (lambda fraction, message: None)
+
+    def make_member(seed: int) -> torch.nn.Module:
+        return build_model(arch, seed=seed, device=device)
+
+    model = make_member(spec.seed)
+    if weights_path is not None:
+        load_checkpoint(weights_path, model, format=weights_format)
+
+    splitter = ProgressSplitter(report_progress, n_probes=len(probes))
+    results: dict[str, Any] = {}
+    timing: dict[str, Any] = {}
+    for index, (name, probe) in enumerate(probes.items()):
+        splitter.index, splitter.name = index, name
+        splitter(0.0, "starting")
+        context = ProbeContext(
+            arch=arch,
+            model=model,
+            has_uploaded_weights=weights_path is not None,
+            make_member=make_member,
+            seed=spec.seed,
+            device=device,
+            dtype=dtype,
+            dataset=dataset,
+            task=spec.task,
+            progress=splitter,
+        )
+        started = time.perf_counter()
+        result = probe.run(context)
+        results[name] = result.model_dump(mode="json")
+        timing[name] = round(time.perf_counter() - started, 6)
+        splitter(1.0, "done")
+
+    run_block: dict[str, Any] = {
+        "spec": spec.model_dump(mode="json"),
+        "seed": spec.seed,
+        "weights": "uploaded" if weights_path is not None else "random_init",
+        "parameter_count": count_parameters(model),
+        "dataset": dataset.describe() if dataset is not None else None,
+        "probe_versions": {name: probe.version for name, probe in probes.items()},
+    }
+    run_block.update(run_info or {})
+    return {
+        "run": run_block,
+        "probes": results,
+        "timing": timing,
+        "environment": environment_info(device, dtype),
+    }

@@ -1,0 +1,33 @@
+"""Celery tasks: thin adapters from a message (a run id) to ``app.services.execution``."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from sqlalchemy.exc import OperationalError
+
+from app.config import get_settings
+from app.runtime import Runtime
+from app.services.execution import process_run
+from workers.celery_app import RUN_TASK, celery_app
+
+
+@lru_cache(maxsize=1)
+def worker_runtime() -> Runtime:
+    # One engine per worker process; built lazily so forked children do not share connections.
+    return Runtime(get_settings())
+
+
+@celery_app.task(
+    name=RUN_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    # Only a database that is briefly unreachable is worth retrying; probe errors are recorded.
+    autoretry_for=(OperationalError, ConnectionError),
+    retry_backoff=True,
+    retry_backoff_max=120,
+    max_retries=5,
+)
+def run_probes(self, run_id: str) -> str:
+    return process_run(run_id, worker_runtime(), worker=self.request.hostname or "celery")

@@ -1,0 +1,58 @@
+"""Plain single-model training on a task's training split (the demo's example models, and the
+per-hypothesis baseline that batched samplers are benchmarked against)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from workers.data.dataset import Dataset
+from workers.runspec import TrainSpec
+
+
+def training_loss(loss: str, outputs: torch.Tensor, targets: torch.Tensor, dataset: Dataset) -> torch.Tensor:
+    """Differentiable loss used for training. ``zero_one`` is not differentiable, so a task whose
+    evaluation loss is 0-1 trains with cross-entropy (the usual surrogate)."""
+    if dataset.task_type == "classification":
+        if loss == "mse":
+            one_hot = F.one_hot(targets, num_classes=outputs.shape[-1]).to(outputs.dtype)
+            return ((outputs - one_hot) ** 2).mean()
+        return F.cross_entropy(outputs, targets)
+    return ((outputs - targets.reshape(outputs.shape)) ** 2).mean()
+
+
+def train_model(
+    model: torch.nn.Module,
+    dataset: Dataset,
+    train: TrainSpec,
+    loss: str,
+    seed: int,
+    progress: Callable[[float, str], None] | None = None,
+) -> torch.nn.Module:
+    """Train ``model`` in place with ``train``'s optimizer, lr, epochs and batch size.
+
+    The data order comes from a generator seeded with ``seed``, so a run is reproducible without
+    touching the global RNG. Returns the model in eval mode.
+    """
+    if not dataset.has_train_split:
+        raise ValueError("dataset has no training split")
+    device = next(model.parameters()).device
+    X, y = dataset.X_train.to(device), dataset.y_train.to(device)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer_cls = torch.optim.Adam if train.optimizer == "adam" else torch.optim.SGD
+    optimizer = optimizer_cls(model.parameters(), lr=train.lr)
+    model.train()
+    n = X.shape[0]
+    for epoch in range(train.epochs):
+        order = torch.randperm(n, generator=generator).to(device)
+        for start in range(0, n, train.batch_size):
+            batch = order[start : start + train.batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            training_loss(loss, model(X[batch]), y[batch], dataset).backward()
+            optimizer.step()
+        if progress is not None:
+            progress((epoch + 1) / train.epochs, f"epoch {epoch + 1}/{train.epochs}")
+    model.eval()
+    return model
