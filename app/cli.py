@@ -124,7 +124,10 @@ def db_upgrade(revision: str) -> None:
     from app.config import get_settings
     from app.migrate import upgrade
 
-    url = get_settings().resolved_database_url
+    settings = get_settings()
+    url = settings.resolved_database_url
+    if url.startswith("sqlite"):
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(url, revision)
     click.echo(f"database at {url.split('@')[-1]} is at revision {revision}")
 

@@ -20,18 +20,21 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def summary_rows(label: str, report: dict) -> list[tuple[str, str, str, str]]:
-    """(label, probe, metric, value) rows from each probe's ``headline``."""
+HEADER = ("model", "probe", "metric", "value", "95% interval")
+
+
+def summary_rows(label: str, report: dict) -> list[tuple[str, str, str, str, str]]:
+    """(label, probe, metric, value, interval) rows from each probe's ``headline``."""
     rows = []
     for name, result in report.get("probes", {}).items():
         probe = PROBES.get(name)
         headline = probe.headline(result) if probe is not None else {}
-        for metric, value in headline.items():
-            rows.append((label, name, metric, _format_value(value)))
+        for metric, (value, interval) in headline.items():
+            rows.append((label, name, metric, _format_value(value), _format_value(interval) if interval else ""))
     return rows
 
 
-def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...] = ("model", "probe", "metric", "value")) -> str:
+def format_table(rows: list[tuple[str, ...]], header: tuple[str, ...] = HEADER) -> str:
     widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
     lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)) for line in (header, *rows)]
     lines.insert(1, "  ".join("-" * width for width in widths))

@@ -8,6 +8,7 @@ the same seed gives the same parameters on every device and the caller's RNG str
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 
 import torch
@@ -16,6 +17,10 @@ from torch import nn
 from models.init import apply_init
 from models.specs import CNNSpec, MLPSpec, TransformerSpec, ViTSpec
 from models.zoo import cnn, mlp, transformer, vit
+
+# The fork re-seeds the process-wide CPU generator: two threads inside it at once would interleave
+# their draws and break per-seed determinism.
+_SEEDED_CONSTRUCTION = threading.Lock()
 
 AnySpec = MLPSpec | CNNSpec | ViTSpec | TransformerSpec
 
@@ -42,13 +47,13 @@ def build_model(spec: AnySpec, seed: int, device: torch.device | str | None = No
     Returns:
         The model in eval mode, float32, on ``device``.
 
-    Not safe to call concurrently from several threads of one process: the fork temporarily
-    re-seeds the process-wide CPU generator.
+    Thread-safe with respect to other ``build_model`` calls (the embedded server builds models in
+    request threads while its worker thread builds members): the re-seeded section holds a lock.
     """
     builder = BUILDERS[spec.name]
     # devices=[]: only the CPU generator is forked and seeded; construction happens on the CPU,
     # and seeding it through default_generator (not torch.manual_seed) leaves CUDA RNGs alone.
-    with torch.random.fork_rng(devices=[]):
+    with _SEEDED_CONSTRUCTION, torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(seed)
         model = builder(spec)
     apply_init(model, spec.init, torch.Generator().manual_seed(seed))

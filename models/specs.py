@@ -69,6 +69,9 @@ class CNNSpec(_Spec):
         # makes a circular CNN with global pooling exactly shift-invariant (METHODS §2).
         if self.kernel_size % 2 == 0:
             raise ValueError("kernel_size must be odd so that padding keeps the image size")
+        if self.padding == "circular" and self.kernel_size // 2 > self.image_size:
+            # Circular padding wraps at most once around the image.
+            raise ValueError("circular padding needs kernel_size // 2 <= image_size")
         return self
 
 

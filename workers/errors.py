@@ -21,6 +21,10 @@ class InputError(ValueError):
         ]
         super().__init__("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in self.errors))
 
+    def __reduce__(self):
+        # Picklable with its locations, so it survives crossing process boundaries intact.
+        return (type(self), (self.errors,))
+
     @classmethod
     def at(cls, loc: Sequence[str | int], msg: str, type_: str = "value_error") -> "InputError":
         return cls([{"loc": loc, "msg": msg, "type": type_}])

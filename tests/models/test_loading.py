@@ -1,25 +1,21 @@
-"""Checkpoint loading: round trips, precise mismatch reports, and hostile files that must be refused
-without their payload ever running.
+"""Checkpoint loading: round trips, precise mismatch reports, format sniffing, and hostile pickles
+that must be refused without their payload ever running (the .pt2 reader has its own tests in
+test_pt2_weights.py).
 
 Every hostile file carries a payload that creates a marker directory when unpickled. Each test
 first shows the payload is live (an unsafe loader does run it), then that our loader refuses the
-file, or reads only its safe parts, and the marker never appears.
+file and the marker never appears.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import pickle
-import zipfile
 
-import numpy as np
 import pytest
 import safetensors.torch
 import torch
 
 from models.loading import CheckpointMismatch, apply_checkpoint, load_checkpoint, load_state_dict_file, save_safetensors
-from models.pt2_weights import ARCHIVE_VERSION, FLOAT_SCALAR_TYPES, STRIDED_LAYOUT
 from models.registry import build_model
 from tests.models.hostile import Payload, corrupted_variants
 from tests.models.tiny_specs import TINY_SPECS, sample_input, tiny_spec

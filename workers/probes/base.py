@@ -86,13 +86,14 @@ class Probe(ABC):
             raise InputError.at(["task"], f"probe '{self.name}' needs a task (dataset, loss, target_error)")
 
     @classmethod
-    def headline(cls, result: dict) -> dict[str, Any]:
-        """The few numbers a summary table shows for this probe's JSON result.
+    def headline(cls, result: dict) -> dict[str, tuple[Any, tuple[float, float] | None]]:
+        """The few numbers a summary table shows: ``{metric: (value, 95% interval or None)}``.
 
-        Default: the scalar entries of ``result["summary"]``; probes override to add intervals.
+        Default: the scalar entries of ``result["summary"]`` without intervals; probes override it
+        to attach their intervals.
         """
         summary = result.get("summary") or {}
-        return {key: value for key, value in summary.items() if isinstance(value, (int, float)) or value is None}
+        return {key: (value, None) for key, value in summary.items() if isinstance(value, (int, float)) or value is None}
 
     @abstractmethod
     def run(self, context: ProbeContext) -> BaseModel:

@@ -7,7 +7,7 @@ for random members of the same hypothesis space.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -141,7 +141,7 @@ class WeightSpectrum(Probe):
             ``(out, in * prod(k))``. WeightWatcher pools slices, so ``"reshape"`` is refused with it.
         min_tail: smallest power-law tail (default 10, 5..10000); a fit needs ``2 * min_tail``
             non-zero eigenvalues. WeightWatcher has no such bound, so it is refused with that convention.
-        n_init_samples: random members for ``init`` (default 4, 0..64; 0 gives ``init: null``). Their
+        n_init_samples: random members for ``init`` (default 8, 0..64; 0 gives ``init: null``). Their
             seeds are drawn from ``numpy.random.SeedSequence((seed, tag))``, so they are fixed by the
             run's seed and differ from it.
 
@@ -197,7 +197,7 @@ class WeightSpectrum(Probe):
         convention: Convention = "priorprobe"
         conv_mode: ConvMode = "slices"
         min_tail: int = Field(default=10, ge=5, le=10_000, description="smallest power-law tail")
-        n_init_samples: int = Field(default=4, ge=0, le=64, description="random members for the init block")
+        n_init_samples: int = Field(default=8, ge=0, le=64, description="random members for the init block")
 
         # Field validators run only on values the user gave, so defaults never trip them; the
         # convention field is declared first, so it is in info.data here.
@@ -219,6 +219,20 @@ class WeightSpectrum(Probe):
             return value
 
     Result = WeightSpectrumResult
+
+    # Metrics a summary table shows, each beside the interval for a random member of the space.
+    _HEADLINE_METRICS = ("alpha", "stable_rank", "log_spectral_norm", "entropy_rank")
+
+    @classmethod
+    def headline(cls, result: dict) -> dict[str, tuple[Any, tuple[float, float] | None]]:
+        summary, init = result["summary"], result.get("init") or {}
+        rows: dict[str, tuple[Any, tuple[float, float] | None]] = {"layers analysed": (summary["n_layers_analysed"], None)}
+        for metric in cls._HEADLINE_METRICS:
+            rows[f"{metric} (mean over layers)"] = (summary[metric], None)
+            spread = (init.get("metrics") or {}).get(metric)
+            if spread and spread["low"] is not None:
+                rows[f"{metric} at random init"] = (spread["mean"], (spread["low"], spread["high"]))
+        return rows
 
     def run(self, context: ProbeContext) -> WeightSpectrumResult:
         """Analyse ``context.model`` and ``n_init_samples`` members from ``context.make_member``."""

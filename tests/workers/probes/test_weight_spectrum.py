@@ -241,7 +241,7 @@ def test_non_finite_weights_and_models_without_layers():
 
 def test_params_defaults_bounds_and_convention_checks():
     params = WeightSpectrum.Params()
-    assert (params.convention, params.conv_mode, params.min_tail, params.n_init_samples) == ("priorprobe", "slices", 10, 4)
+    assert (params.convention, params.conv_mode, params.min_tail, params.n_init_samples) == ("priorprobe", "slices", 10, 8)
     for bad in ({"min_tail": 4}, {"n_init_samples": 65}, {"n_init_samples": -1}, {"convention": "ww"}, {"typo": 1}):
         with pytest.raises(ValidationError):
             WeightSpectrum.Params(**bad)

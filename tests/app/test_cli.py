@@ -1,0 +1,78 @@
+"""The ``priorprobe`` CLI: local runs from a spec file, and the demo through the embedded service."""
+
+import json
+
+from click.testing import CliRunner
+
+from app.cli import main
+from models.loading import save_safetensors
+from models.registry import build_model
+from models.specs import parse_arch
+from workers.data.builtin import load_builtin
+from workers.data.files import save_dataset_npz
+from workers.probes.registry import PROBES
+
+ARCH = {"name": "mlp", "in_dim": 2, "hidden": [32, 32], "out_dim": 3}
+
+
+def test_run_writes_a_report_with_paths_relative_to_the_spec(tmp_path):
+    save_safetensors(build_model(parse_arch(ARCH), seed=5), tmp_path / "net.safetensors")
+    save_dataset_npz(load_builtin("gaussian_clusters", {"in_dim": 2, "n_classes": 3}, seed=0), tmp_path / "clusters.npz")
+    spec = {"model": {"arch": ARCH, "weights": "net.safetensors"},
+            "task": {"dataset": {"path": "clusters.npz"}, "loss": "cross_entropy", "target_error": 0.2},
+            "probes": {"weight_spectrum": {"n_init_samples": 2}}, "seed": 1}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "spec.json"), "--out", str(tmp_path / "report.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["run"]["weights"] == "uploaded"
+    assert report["run"]["dataset"]["task_type"] == "classification"
+    assert len(report["probes"]["weight_spectrum"]["layers"]) == 3
+    assert "stable_rank (mean over layers)" in result.output
+
+
+def test_run_reports_spec_errors_by_field(tmp_path):
+    spec = {"model": {"arch": {**ARCH, "activation": "swish"}}, "probes": {"weight_spectrum": {"min_tail": 1}}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "spec.json")])
+    assert result.exit_code == 2
+    assert "model.arch.mlp.activation" in result.output
+    spec = {"model": {"arch": ARCH}, "probes": {"weight_spectrum": {"min_tail": 1}}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "spec.json")])
+    assert result.exit_code == 2 and "probes.weight_spectrum.min_tail" in result.output
+    spec = {"model": {"arch": ARCH, "weights": "missing.safetensors"}, "probes": {"weight_spectrum": {}}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "spec.json")])
+    assert result.exit_code == 2 and "no such file" in result.output
+
+
+def test_demo_runs_every_probe_through_the_embedded_service(tmp_path):
+    result = CliRunner().invoke(main, ["demo", "--data-dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    reports = json.loads((tmp_path / "reports.json").read_text())
+    assert set(reports) == {"mlp-trained", "cnn-trained", "vit-init"}
+    for report in reports.values():
+        assert set(report["probes"]) == set(PROBES)
+    assert reports["mlp-trained"]["run"]["weights"] == "uploaded"
+    assert reports["vit-init"]["run"]["weights"] == "random_init"
+    assert (tmp_path / "priorprobe.db").is_file()  # it really went through the embedded service
+    assert "alpha (mean over layers)" in result.output
+
+
+def test_db_upgrade_on_the_embedded_sqlite_file(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRIORPROBE_DATA_DIR", str(tmp_path / "fresh"))
+    monkeypatch.delenv("PRIORPROBE_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(main, ["db", "upgrade"])
+    assert result.exit_code == 0, result.output
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'fresh' / 'priorprobe.db'}")
+    assert {"models", "datasets", "runs", "reports"} <= set(sa.inspect(engine).get_table_names())
+    engine.dispose()
+
+
+def test_worker_refuses_to_start_without_a_broker(monkeypatch):
+    monkeypatch.delenv("PRIORPROBE_BROKER_URL", raising=False)
+    result = CliRunner().invoke(main, ["worker"])
+    assert result.exit_code != 0 and "PRIORPROBE_BROKER_URL" in result.output

@@ -1,0 +1,66 @@
+"""Every registered probe, on tiny members of every architecture family: runs on CPU in seconds,
+accepts its default params, is deterministic per seed, and leaves the model as it found it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from models.registry import build_model
+from models.specs import parse_arch
+from workers.data.builtin import load_builtin
+from workers.probes.base import ProbeContext
+from workers.probes.registry import PROBES
+from workers.runner import execute_run
+from workers.runspec import RunSpec
+
+TINY_ARCHS = {
+    "mlp": {"name": "mlp", "in_dim": 2, "hidden": [16, 16], "out_dim": 3, "layernorm": True},
+    "cnn": {"name": "cnn", "in_channels": 1, "image_size": 8, "channels": [8], "out_dim": 3, "padding": "circular"},
+    "vit": {"name": "vit", "in_channels": 1, "image_size": 8, "patch_size": 4, "dim": 16, "depth": 1, "heads": 2, "out_dim": 3},
+    "transformer": {"name": "transformer", "input": {"type": "tokens", "vocab_size": 11}, "seq_len": 6, "dim": 16,
+                    "depth": 1, "heads": 2, "out_dim": 3},
+}
+PROBE_NAMES = sorted(PROBES)
+
+
+def _spec(probe: str, family: str, seed: int) -> RunSpec:
+    task = None
+    if PROBES[probe].requires_task:
+        task = {"dataset": {"builtin": "gaussian_clusters", "in_dim": 2, "n_classes": 3}, "target_error": 0.5}
+    return RunSpec.model_validate({"model": {"arch": TINY_ARCHS[family]}, "task": task, "probes": {probe: {}}, "seed": seed})
+
+
+@pytest.mark.parametrize("family", sorted(TINY_ARCHS))
+@pytest.mark.parametrize("probe", PROBE_NAMES)
+def test_default_params_run_and_are_deterministic(probe, family):
+    if PROBES[probe].requires_task and family != "mlp":
+        pytest.skip("task-based probes are exercised on the MLP/gaussian_clusters pairing here")
+    first = execute_run(_spec(probe, family, seed=3), weights_path=None, dataset=None)
+    second = execute_run(_spec(probe, family, seed=3), weights_path=None, dataset=None)
+    assert first["probes"] == second["probes"]
+    PROBES[probe].Result.model_validate(first["probes"][probe])
+    other_seed = execute_run(_spec(probe, family, seed=4), weights_path=None, dataset=None)
+    assert other_seed["probes"] != first["probes"]
+
+
+@pytest.mark.parametrize("probe", PROBE_NAMES)
+def test_probe_leaves_the_model_untouched(probe):
+    arch = parse_arch(TINY_ARCHS["mlp"])
+    model = build_model(arch, seed=0)
+    model.train()
+    model.layers[0].weight.requires_grad_(False)
+    hooks_before = (dict(model._forward_hooks), dict(model._forward_pre_hooks))
+    state_before = {k: v.clone() for k, v in model.state_dict().items()}
+    grads_before = {name: p.requires_grad for name, p in model.named_parameters()}
+    context = ProbeContext(
+        arch=arch, model=model, has_uploaded_weights=True, make_member=lambda s: build_model(arch, seed=s),
+        seed=0, device=torch.device("cpu"),
+        dataset=load_builtin("gaussian_clusters", {"in_dim": 2, "n_classes": 3}, seed=0),
+        task=_spec(probe, "mlp", 0).task,
+    )
+    PROBES[probe]().run(context)
+    assert model.training
+    assert {name: p.requires_grad for name, p in model.named_parameters()} == grads_before
+    assert all(torch.equal(state_before[k], v) for k, v in model.state_dict().items())
+    assert (dict(model._forward_hooks), dict(model._forward_pre_hooks)) == hooks_before
