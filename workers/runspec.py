@@ -52,6 +52,16 @@ class TaskSpec(_Strict):
     loss: Literal["mse", "cross_entropy", "zero_one"] = "mse"
     target_error: float = Field(gt=0)
     train: TrainSpec = TrainSpec()
+    # A permutation of the flattened per-sample input indices: the invariance probe's `custom`
+    # transform (e.g. a known symmetry of the data that no built-in transform expresses).
+    input_permutation: list[int] | None = Field(default=None, min_length=1, max_length=10_000_000)
+
+    @field_validator("input_permutation")
+    @classmethod
+    def _is_permutation(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and sorted(value) != list(range(len(value))):
+            raise ValueError(f"must be a permutation of 0..{len(value) - 1} (each index exactly once)")
+        return value
 
     @field_validator("dataset", mode="before")
     @classmethod
