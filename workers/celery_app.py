@@ -13,6 +13,7 @@ from kombu import Queue as KombuQueue
 from app.config import Queue, Settings, get_settings
 
 RUN_TASK = "probes.run"
+SHARD_TASK = "probes.run_shard"
 
 
 def create_celery(settings: Settings) -> Celery:

@@ -22,7 +22,7 @@ from workers.data.builtin import load_builtin
 from workers.data.dataset import Dataset
 from workers.data.files import load_dataset_file
 from workers.errors import InputError
-from workers.probes.base import ProbeContext, ProgressFn
+from workers.probes.base import LocalShardExecutor, ProbeContext, ProgressFn, ShardExecutor
 from workers.probes.registry import instantiate_probes
 from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef
 
@@ -107,6 +107,53 @@ class ProgressSplitter:
         self.report(overall, f"{self.name}: {message}" if message else self.name)
 
 
+@dataclass
+class PreparedModel:
+    """The run's hypothesis space and its member under study, built once per run (or shard)."""
+
+    arch: ArchSpec
+    model: torch.nn.Module
+    has_uploaded_weights: bool
+    device: torch.device
+
+    def make_member(self, seed: int) -> torch.nn.Module:
+        return build_model(self.arch, seed=seed, device=self.device)
+
+
+def prepare_model(
+    spec: RunSpec, *, weights_path: Path | None, weights_format: str | None = None, device: torch.device
+) -> PreparedModel:
+    if spec.model.arch is None:
+        raise InputError.at(["model", "arch"], "an architecture spec is required")
+    model = build_model(spec.model.arch, seed=spec.seed, device=device)
+    if weights_path is not None:
+        load_checkpoint(weights_path, model, format=weights_format)
+    return PreparedModel(spec.model.arch, model, weights_path is not None, device)
+
+
+def probe_context(
+    spec: RunSpec,
+    prepared: PreparedModel,
+    dataset: Dataset | None,
+    *,
+    progress: ProgressFn | None = None,
+    shards: ShardExecutor | None = None,
+) -> ProbeContext:
+    return ProbeContext(
+        arch=prepared.arch,
+        model=prepared.model,
+        has_uploaded_weights=prepared.has_uploaded_weights,
+        make_member=prepared.make_member,
+        seed=spec.seed,
+        device=prepared.device,
+        dtype=torch.float32,
+        dataset=dataset,
+        task=spec.task,
+        progress=progress or (lambda fraction, message: None),
+        shards=shards or LocalShardExecutor(),
+    )
+
+
 def execute_run(
     spec: RunSpec,
     *,
@@ -116,6 +163,7 @@ def execute_run(
     progress: ProgressFn | None = None,
     device: torch.device | None = None,
     run_info: dict[str, Any] | None = None,
+    shards: ShardExecutor | None = None,
 ) -> dict[str, Any]:
     """Run every probe in ``spec`` and return the report as a JSON-ready dict.
 
@@ -128,57 +176,37 @@ def execute_run(
         progress: called with (fraction of the whole run, message).
         device: where probes run; defaults to ``pick_device("auto")``.
         run_info: extra keys for ``report["run"]`` (ids, names).
+        shards: how probes that split their work run the pieces (default: in this process).
 
     Returns:
-        ``{"run": ..., "probes": {name: result}, "timing": {name: seconds}, "environment": ...}``.
+        ``{"run": ..., "probes": {name: result}, "timing": {name: seconds or {part: seconds}},
+        "environment": ...}``.
 
     Raises:
         InputError for problems with the user's input; anything else is a probe failure.
     """
-    if spec.model.arch is None:
-        raise InputError.at(["model", "arch"], "an architecture spec is required")
-    arch: ArchSpec = spec.model.arch
     probes = instantiate_probes(spec)
     device = device or pick_device("auto")
-    dtype = torch.float32
-    report_progress = progress or (lambda fraction, message: None)
-
-    def make_member(seed: int) -> torch.nn.Module:
-        return build_model(arch, seed=seed, device=device)
-
-    model = make_member(spec.seed)
-    if weights_path is not None:
-        load_checkpoint(weights_path, model, format=weights_format)
-
-    splitter = ProgressSplitter(report_progress, n_probes=len(probes))
+    prepared = prepare_model(spec, weights_path=weights_path, weights_format=weights_format, device=device)
+    splitter = ProgressSplitter(progress or (lambda fraction, message: None), n_probes=len(probes))
     results: dict[str, Any] = {}
     timing: dict[str, Any] = {}
     for index, (name, probe) in enumerate(probes.items()):
         splitter.index, splitter.name = index, name
         splitter(0.0, "starting")
-        context = ProbeContext(
-            arch=arch,
-            model=model,
-            has_uploaded_weights=weights_path is not None,
-            make_member=make_member,
-            seed=spec.seed,
-            device=device,
-            dtype=dtype,
-            dataset=dataset,
-            task=spec.task,
-            progress=splitter,
-        )
+        context = probe_context(spec, prepared, dataset, progress=splitter, shards=shards)
         started = time.perf_counter()
         result = probe.run(context)
         results[name] = result.model_dump(mode="json")
-        timing[name] = round(time.perf_counter() - started, 6)
+        total = round(time.perf_counter() - started, 6)
+        timing[name] = {**{k: round(v, 6) for k, v in context.timing.items()}, "total_s": total} if context.timing else total
         splitter(1.0, "done")
 
     run_block: dict[str, Any] = {
         "spec": spec.model_dump(mode="json"),
         "seed": spec.seed,
         "weights": "uploaded" if weights_path is not None else "random_init",
-        "parameter_count": count_parameters(model),
+        "parameter_count": count_parameters(prepared.model),
         "dataset": dataset.describe() if dataset is not None else None,
         "probe_versions": {name: probe.version for name, probe in probes.items()},
     }
@@ -187,5 +215,5 @@ def execute_run(
         "run": run_block,
         "probes": results,
         "timing": timing,
-        "environment": environment_info(device, dtype),
+        "environment": environment_info(device, torch.float32),
     }

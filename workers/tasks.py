@@ -8,8 +8,8 @@ from sqlalchemy.exc import OperationalError
 
 from app.config import get_settings
 from app.runtime import Runtime
-from app.services.execution import process_run
-from workers.celery_app import RUN_TASK, celery_app
+from app.services.execution import process_run, process_shard
+from workers.celery_app import RUN_TASK, SHARD_TASK, celery_app
 
 
 @lru_cache(maxsize=1)
@@ -30,4 +30,22 @@ def worker_runtime() -> Runtime:
     max_retries=5,
 )
 def run_probes(self, run_id: str) -> str:
-    return process_run(run_id, worker_runtime(), worker=self.request.hostname or "celery")
+    return process_run(run_id, worker_runtime(), worker=self.request.hostname or "celery", submit_shard=_submit_shard)
+
+
+@celery_app.task(
+    name=SHARD_TASK,
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    autoretry_for=(OperationalError, ConnectionError),
+    retry_backoff=True,
+    retry_backoff_max=120,
+    max_retries=5,
+)
+def run_shard(self, shard_id: str) -> str:
+    return process_shard(shard_id, worker_runtime(), worker=self.request.hostname or "celery")
+
+
+def _submit_shard(shard_id: str, queue: str) -> None:
+    run_shard.apply_async(args=[shard_id], queue=queue)

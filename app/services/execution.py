@@ -1,23 +1,29 @@
-"""What a worker does with a run id: claim it, run its probes, record the outcome.
+"""What a worker does with a run id (or a shard id): claim it, compute, record the outcome.
 
-Shared by the Celery task and the embedded in-process worker, so both behave identically.
+Shared by the Celery tasks and the embedded in-process worker, so both behave identically.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from app.orm import DatasetRecord, ModelRecord, Run
 from app.runtime import Runtime
-from app.services import run_state
+from app.services import run_state, shard_state
+from app.services.heartbeat import Heartbeat
+from workers.data.dataset import Dataset
 from workers.errors import InputError
-from workers.runner import execute_run, load_task_dataset, pick_device
+from workers.probes.registry import instantiate_probes
+from workers.runner import execute_run, load_task_dataset, pick_device, prepare_model, probe_context
 from workers.runspec import RunSpec
 
 log = logging.getLogger(__name__)
+
+SubmitShard = Callable[[str, str], None]  # (shard id, queue) -> None
 
 
 class _ThrottledProgress:
@@ -34,23 +40,32 @@ class _ThrottledProgress:
             run_state.record_progress(self._runtime.session_factory, self._run_id, fraction, message)
 
 
-class _Heartbeat(threading.Thread):
-    """Keeps ``heartbeat_at`` fresh while a probe computes without reporting progress."""
+@dataclass
+class RunInputs:
+    spec: RunSpec
+    model: ModelRecord | None
+    weights_path: Path | None
+    dataset: Dataset | None
 
-    def __init__(self, runtime: Runtime, run_id: str):
-        super().__init__(name=f"heartbeat-{run_id}", daemon=True)
-        self._runtime, self._run_id = runtime, run_id
-        self._stop_event = threading.Event()
 
-    def run(self) -> None:
-        while not self._stop_event.wait(self._runtime.settings.heartbeat_every_s):
-            try:
-                run_state.heartbeat(self._runtime.session_factory, self._run_id)
-            except Exception:  # a missed heartbeat is harmless; the next one may succeed
-                log.warning("heartbeat for run %s failed", self._run_id, exc_info=True)
+def load_run_inputs(runtime: Runtime, run_id: str) -> RunInputs:
+    """Everything a worker needs for a run, read from its committed row and the blob store."""
+    with runtime.session_factory() as session:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise LookupError(f"no run with id {run_id}")
+        spec = RunSpec.model_validate(run.spec)
+        model = session.get(ModelRecord, run.model_id) if run.model_id else None
+        dataset_record = session.get(DatasetRecord, run.dataset_id) if run.dataset_id else None
 
-    def stop(self) -> None:
-        self._stop_event.set()
+    def dataset_file(dataset_id: str) -> tuple[Path, str]:
+        if dataset_record is None or dataset_record.id != dataset_id:
+            raise InputError.at(["task", "dataset", "id"], f"no uploaded dataset with id {dataset_id}")
+        return runtime.store.path_for(dataset_record.sha256), dataset_record.format
+
+    dataset = load_task_dataset(spec, uploaded_dataset_file=dataset_file)
+    weights_path = runtime.store.path_for(model.sha256) if model else None
+    return RunInputs(spec, model, weights_path, dataset)
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -59,47 +74,65 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def process_run(run_id: str, runtime: Runtime, worker: str) -> str:
-    """Claim and execute one run. Returns the final status, or ``"skipped"`` if not claimable."""
+def process_run(run_id: str, runtime: Runtime, worker: str, submit_shard: SubmitShard | None = None) -> str:
+    """Claim and execute one run. Returns the final status, or ``"skipped"`` if not claimable.
+
+    With ``submit_shard`` (Celery workers), probes that split their work spread the shards over
+    every worker; without it (embedded, CLI) shards run here, one after another.
+    """
     settings, factory = runtime.settings, runtime.session_factory
     if not run_state.claim(factory, run_id, worker, settings.stale_run_after_s):
         log.info("run %s not claimable (already taken or finished); skipping", run_id)
         return "skipped"
 
-    heartbeat = _Heartbeat(runtime, run_id)
-    heartbeat.start()
+    beat = Heartbeat(lambda: run_state.heartbeat(factory, run_id), settings.heartbeat_every_s, f"heartbeat-run-{run_id}")
     try:
-        with factory() as session:
-            run = session.get(Run, run_id)
-            assert run is not None
-            spec = RunSpec.model_validate(run.spec)
-            model = session.get(ModelRecord, run.model_id) if run.model_id else None
-            uploaded_datasets = {run.dataset_id: session.get(DatasetRecord, run.dataset_id)} if run.dataset_id else {}
+        with beat:
+            inputs = load_run_inputs(runtime, run_id)
+            shards = None
+            if submit_shard is not None:
+                from app.services.sharding import DistributedShardExecutor
 
-        def dataset_file(dataset_id: str) -> tuple[Path, str]:
-            record = uploaded_datasets.get(dataset_id)
-            if record is None:
-                raise InputError.at(["task", "dataset", "id"], f"no uploaded dataset with id {dataset_id}")
-            return runtime.store.path_for(record.sha256), record.format
-
-        dataset = load_task_dataset(spec, uploaded_dataset_file=dataset_file)
-        report = execute_run(
-            spec,
-            weights_path=runtime.store.path_for(model.sha256) if model else None,
-            weights_format=model.format if model else None,
-            dataset=dataset,
-            progress=_ThrottledProgress(runtime, run_id),
-            device=pick_device(settings.device),
-            run_info={"id": run_id, "model_id": model.id if model else None, "model_name": model.name if model else None},
-        )
+                shards = DistributedShardExecutor(runtime, run_id, submit_shard, worker)
+            report = execute_run(
+                inputs.spec,
+                weights_path=inputs.weights_path,
+                weights_format=inputs.model.format if inputs.model else None,
+                dataset=inputs.dataset,
+                progress=_ThrottledProgress(runtime, run_id),
+                device=pick_device(settings.device),
+                run_info={"id": run_id, "model_id": inputs.model.id if inputs.model else None,
+                          "model_name": inputs.model.name if inputs.model else None},
+                shards=shards,
+            )
     except Exception as exc:
         log.exception("run %s failed", run_id)
         run_state.record_failure(factory, run_id, describe_failure(exc))
         return "failed"
-    finally:
-        heartbeat.stop()
 
     if not run_state.record_success(factory, run_id, report):
         log.warning("run %s finished but was no longer running (claimed elsewhere?)", run_id)
         return "skipped"
     return "succeeded"
+
+
+def execute_shard(runtime: Runtime, run_id: str, probe_name: str, shard: dict) -> dict:
+    """Compute one shard of ``probe_name`` for the run, from the run's committed inputs."""
+    inputs = load_run_inputs(runtime, run_id)
+    probe = instantiate_probes(inputs.spec)[probe_name]
+    prepared = prepare_model(
+        inputs.spec,
+        weights_path=inputs.weights_path,
+        weights_format=inputs.model.format if inputs.model else None,
+        device=pick_device(runtime.settings.device),
+    )
+    return probe.run_shard(probe_context(inputs.spec, prepared, inputs.dataset), shard)
+
+
+def process_shard(shard_id: str, runtime: Runtime, worker: str) -> str:
+    """Claim one shard by id and compute it (a Celery ``probes.run_shard`` message)."""
+    factory, settings = runtime.session_factory, runtime.settings
+    shard = shard_state.claim(factory, worker, settings.stale_run_after_s, shard_id=shard_id)
+    if shard is None:
+        return "skipped"  # already done, or being done by the run's own task
+    return shard_state.execute_claimed(runtime, shard, worker)

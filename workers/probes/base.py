@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict
@@ -25,6 +25,22 @@ ProgressFn = Callable[[float, str], None]
 
 def _no_progress(fraction: float, message: str) -> None:
     return None
+
+
+class ShardExecutor(Protocol):
+    """Runs a probe's independent shards and returns their results in order.
+
+    The local executor runs them one after another in this process; the distributed one
+    (``app/services/sharding.py``) spreads them over every Celery worker. Either way the probe sees
+    the same results, so sharded and unsharded runs agree exactly.
+    """
+
+    def map(self, probe: "Probe", shards: list[dict], context: "ProbeContext") -> list[dict]: ...
+
+
+class LocalShardExecutor:
+    def map(self, probe: "Probe", shards: list[dict], context: "ProbeContext") -> list[dict]:
+        return [probe.run_shard(context, shard) for shard in shards]
 
 
 @dataclass
@@ -47,6 +63,9 @@ class ProbeContext:
     dataset: "Dataset | None" = None
     task: "TaskSpec | None" = None
     progress: ProgressFn = field(default=_no_progress)
+    shards: ShardExecutor = field(default_factory=LocalShardExecutor)
+    # Named sub-timings a probe records (e.g. sampling_s, estimation_s); the report shows them.
+    timing: dict[str, float] = field(default_factory=dict)
 
 
 class ProbeParams(BaseModel):
@@ -98,3 +117,11 @@ class Probe(ABC):
     @abstractmethod
     def run(self, context: ProbeContext) -> BaseModel:
         """Compute the probe's result. Must leave ``context.model`` as it found it."""
+
+    def run_shard(self, context: ProbeContext, shard: dict) -> dict:
+        """Compute one independent piece of ``run`` (JSON in, JSON out) for ``context.shards``.
+
+        Only probes that split their work override this; the shard dict is whatever their
+        ``run`` passed to ``context.shards.map``.
+        """
+        raise NotImplementedError(f"probe '{self.name}' does not run in shards")

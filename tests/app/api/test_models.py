@@ -73,3 +73,12 @@ def test_upload_over_the_size_limit_is_413(embedded_client, embedded_settings):
 def test_missing_model_is_404(embedded_client):
     response = embedded_client.get("/api/v1/models/doesnotexist")
     assert response.status_code == 404 and "doesnotexist" in response.json()["detail"]
+
+
+def test_file_just_over_the_limit_is_413_from_the_store(embedded_client, embedded_settings):
+    # Small enough to pass the request-body limit (which allows for multipart overhead) but over
+    # the file limit: the streaming store refuses it and nothing is left behind.
+    payload = b"\0" * (embedded_settings.max_upload_bytes + 10)
+    response = embedded_client.post("/api/v1/models", files={"file": ("big.safetensors", payload)}, data={"arch": json.dumps(MLP_ARCH)})
+    assert response.status_code == 413 and response.json()["detail"][0]["loc"] == ["body", "file"]
+    assert [p for p in embedded_settings.resolved_storage_dir.rglob("*") if p.is_file()] == []
