@@ -62,6 +62,21 @@ def worker(queues: str, concurrency: int, pool: str, loglevel: str) -> None:
     )
 
 
+def _npy_file_sink(out_path: Path):
+    """Writes each artifact as ``<report stem>.artifacts/<probe>.<name>.npy`` beside the report."""
+    import numpy as np
+
+    folder = out_path.with_name(out_path.stem + ".artifacts")
+
+    def sink(key: str, array) -> dict:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{key}.npy"
+        np.save(path, array, allow_pickle=False)
+        return {"stored": True, "path": str(path.relative_to(out_path.parent))}
+
+    return sink
+
+
 @main.command("run")
 @click.argument("spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the JSON report.")
@@ -98,7 +113,8 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
         try:
             dataset = load_task_dataset(spec, base_dir=base_dir)
             report = execute_run(
-                spec, weights_path=weights_path, dataset=dataset, progress=progress, device=pick_device(device)
+                spec, weights_path=weights_path, dataset=dataset, progress=progress, device=pick_device(device),
+                artifact_sink=_npy_file_sink(out_path) if out_path is not None else None,
             )
         except InputError as exc:
             bar.close()

@@ -27,6 +27,8 @@ from workers.probes.registry import instantiate_probes
 from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef
 
 REPORT_FORMAT_VERSION = 1
+# Stores one named array and returns its JSON descriptor (where to fetch it, its digest).
+ArtifactSink = Callable[[str, np.ndarray], dict[str, Any]]
 
 
 def pick_device(preference: str = "auto") -> torch.device:
@@ -164,6 +166,7 @@ def execute_run(
     device: torch.device | None = None,
     run_info: dict[str, Any] | None = None,
     shards: ShardExecutor | None = None,
+    artifact_sink: ArtifactSink | None = None,
 ) -> dict[str, Any]:
     """Run every probe in ``spec`` and return the report as a JSON-ready dict.
 
@@ -177,10 +180,12 @@ def execute_run(
         device: where probes run; defaults to ``pick_device("auto")``.
         run_info: extra keys for ``report["run"]`` (ids, names).
         shards: how probes that split their work run the pieces (default: in this process).
+        artifact_sink: stores each array a probe set aside (``context.artifacts``) and returns
+            its JSON descriptor; without one, descriptors say the array was not kept.
 
     Returns:
         ``{"run": ..., "probes": {name: result}, "timing": {name: seconds or {part: seconds}},
-        "environment": ...}``.
+        "environment": ..., "artifacts": {"<probe>.<name>": descriptor}}``.
 
     Raises:
         InputError for problems with the user's input; anything else is a probe failure.
@@ -191,6 +196,7 @@ def execute_run(
     splitter = ProgressSplitter(progress or (lambda fraction, message: None), n_probes=len(probes))
     results: dict[str, Any] = {}
     timing: dict[str, Any] = {}
+    artifacts: dict[str, Any] = {}
     for index, (name, probe) in enumerate(probes.items()):
         splitter.index, splitter.name = index, name
         splitter(0.0, "starting")
@@ -200,6 +206,10 @@ def execute_run(
         results[name] = result.model_dump(mode="json")
         total = round(time.perf_counter() - started, 6)
         timing[name] = {**{k: round(v, 6) for k, v in context.timing.items()}, "total_s": total} if context.timing else total
+        for artifact_name, array in context.artifacts.items():
+            key = f"{name}.{artifact_name}"
+            described = {"shape": list(array.shape), "dtype": str(array.dtype)}
+            artifacts[key] = {**described, **(artifact_sink(key, array) if artifact_sink else {"stored": False})}
         splitter(1.0, "done")
 
     run_block: dict[str, Any] = {
@@ -216,4 +226,5 @@ def execute_run(
         "probes": results,
         "timing": timing,
         "environment": environment_info(device, torch.float32),
+        "artifacts": artifacts,
     }

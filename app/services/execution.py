@@ -5,11 +5,14 @@ Shared by the Celery tasks and the embedded in-process worker, so both behave id
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from app.orm import DatasetRecord, ModelRecord, Run
 from app.runtime import Runtime
@@ -68,6 +71,18 @@ def load_run_inputs(runtime: Runtime, run_id: str) -> RunInputs:
     return RunInputs(spec, model, weights_path, dataset)
 
 
+def blob_artifact_sink(runtime: Runtime, run_id: str):
+    """Stores a probe's arrays as .npy blobs, served by ``GET /api/v1/runs/{id}/artifacts/{name}``."""
+
+    def sink(key: str, array: np.ndarray) -> dict:
+        buffer = io.BytesIO()
+        np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+        stored = runtime.store.put_chunks([buffer.getvalue()], max_bytes=buffer.tell() + 1, suffix=".npy")
+        return {"stored": True, "sha256": stored.sha256, "url": f"/api/v1/runs/{run_id}/artifacts/{key}"}
+
+    return sink
+
+
 def describe_failure(exc: BaseException) -> str:
     if isinstance(exc, InputError):
         return f"invalid input: {exc}"
@@ -104,6 +119,7 @@ def process_run(run_id: str, runtime: Runtime, worker: str, submit_shard: Submit
                 run_info={"id": run_id, "model_id": inputs.model.id if inputs.model else None,
                           "model_name": inputs.model.name if inputs.model else None},
                 shards=shards,
+                artifact_sink=blob_artifact_sink(runtime, run_id),
             )
     except Exception as exc:
         log.exception("run %s failed", run_id)

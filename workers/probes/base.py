@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 
@@ -40,7 +41,11 @@ class ShardExecutor(Protocol):
 
 class LocalShardExecutor:
     def map(self, probe: "Probe", shards: list[dict], context: "ProbeContext") -> list[dict]:
-        return [probe.run_shard(context, shard) for shard in shards]
+        results = []
+        for shard in shards:
+            results.append(probe.run_shard(context, shard))
+            context.progress(len(results) / len(shards), f"{len(results)}/{len(shards)} shards done")
+        return results
 
 
 @dataclass
@@ -66,6 +71,8 @@ class ProbeContext:
     shards: ShardExecutor = field(default_factory=LocalShardExecutor)
     # Named sub-timings a probe records (e.g. sampling_s, estimation_s); the report shows them.
     timing: dict[str, float] = field(default_factory=dict)
+    # Arrays too large for the JSON report (e.g. every sampled loss), stored beside it as .npy.
+    artifacts: dict[str, "np.ndarray"] = field(default_factory=dict)
 
 
 class ProbeParams(BaseModel):

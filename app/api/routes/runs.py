@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
+from fastapi.responses import FileResponse
 from sqlalchemy import func, select
 
 from app.deps import DispatcherDep, RuntimeDep, SessionDep
@@ -65,3 +66,14 @@ def get_report(run_id: str, session: SessionDep) -> dict:
         hint = f"run failed: {run.error}" if run.status == RunStatus.failed else "poll GET /api/v1/runs/{id} until status is 'succeeded'"
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"run '{run_id}' is {run.status}; no report ({hint})")
     return report.body
+
+
+@router.get("/{run_id}/artifacts/{name}", operation_id="get_run_artifact", response_class=FileResponse)
+def get_artifact(run_id: str, name: str, session: SessionDep, runtime: RuntimeDep) -> FileResponse:
+    """An array a probe stored beside its report (``report["artifacts"]``), as a NumPy .npy file."""
+    report = session.get(Report, run_id)
+    descriptor = (report.body.get("artifacts") or {}).get(name) if report else None
+    if descriptor is None or not descriptor.get("stored"):
+        known = sorted((report.body.get("artifacts") or {}) if report else [])
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"run '{run_id}' has no artifact '{name}' (artifacts: {known})")
+    return FileResponse(runtime.store.path_for(descriptor["sha256"]), media_type="application/octet-stream", filename=f"{name}.npy")

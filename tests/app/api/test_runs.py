@@ -17,7 +17,7 @@ def test_run_on_uploaded_model_produces_a_report(embedded_client):
     assert finished["progress"] == 1.0 and finished["attempts"] == 1
     assert set(finished["timing"]) == {"weight_spectrum"}
     report = embedded_client.get(f"/api/v1/runs/{run['id']}/report").json()
-    assert set(report) == {"run", "probes", "timing", "environment"}
+    assert set(report) == {"run", "probes", "timing", "environment", "artifacts"}
     assert report["run"]["weights"] == "uploaded" and report["run"]["model_id"] == model["id"]
     assert report["run"]["spec"]["model"]["arch"]["hidden"] == [16]  # filled in from the stored model
     assert report["environment"]["device"] == "cpu" and report["environment"]["dtype"] == "float32"

@@ -1,0 +1,320 @@
+"""Scaled non-central chi-squared fits of sampled losses and their lower tail (METHODS.md §1).
+
+Model: a loss is ``L = scale * X`` with ``X ~ ncx2(df, nc)`` (loc 0). For ``X ~ ncx2(k, l)`` the
+mean is ``k + l``, the variance ``2(k + 2l)`` and the third central moment ``8(k + 3l)``; with the
+scale ``s``: ``m1 = s(k + l)``, ``m2 = 2 s^2 (k + 2l)``, ``m3 = 8 s^3 (k + 3l)``.
+
+Method of moments (closed form). ``a = m1/s``, ``b = m2/(2 s^2)``, ``c = m3/(8 s^3)`` are
+``k + l``, ``k + 2l``, ``k + 3l``, so ``a + c = 2b``, i.e. ``8 m1 s^2 - 8 m2 s + m3 = 0`` and
+
+    s = (m2 - sqrt(m2^2 - m1 m3 / 2)) / (2 m1),   l = m2/(2 s^2) - m1/s,   k = m1/s - l.
+
+(the other root gives ``l < 0``). In terms of the shape ratio ``r = m1 m3 / m2^2`` the family covers
+``1.5 < r <= 2`` only (``r = 2(1+3t)(1+t)/(1+2t)^2`` with ``t = l/k``: 2 for the central chi-squared,
+1.5 as ``l/k -> inf``). Outside that range (sampling noise of ``m3`` puts nearly normal samples there
+often):
+
+- ``r > 2`` (more right-skewed than any member): the moment equations would need ``l < 0``; we fit the
+  central chi-squared (``nc = 0``) to the first two moments, ``k = 2 m1^2 / m2``, ``s = m2 / (2 m1)``.
+- ``r <= r_min`` (too little or negative skew): ``r`` is clamped to ``r_min``, the value at
+  ``l/k = 100``, and the equations solved with it; mean and variance are still matched exactly.
+
+Maximum likelihood starts there (``mle_fit``). The log-likelihood of a sample is evaluated through a
+Chebyshev quadrature in ``u = ln x``: the log-density is computed at ``_NODES`` Chebyshev points of the
+sample's range and the sum over the sample is a fixed weighted sum of those node values (exact for
+polynomials of degree < ``_NODES`` in ``u``; the log-density is analytic in ``u``). This makes one
+evaluation cost ``_NODES`` Bessel calls instead of ``n``, which is what makes refitting every
+bootstrap resample affordable; the final log-likelihood is recomputed point by point and the fit is
+redone point by point if the two disagree.
+
+The CDF is the Poisson mixture ``F(x) = sum_j Pois(j; nc/2) P(df/2 + j, x/(2 scale))`` (``P`` the
+regularised lower incomplete gamma), summed with logsumexp; ``log P`` comes from a power series in
+log space where ``P`` is too small for floating point, so ``log_cdf`` is finite for every ``x > 0``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import optimize, special, stats
+
+# Shape ratio m1*m3/m2^2 at l/k = 100: the clamp for samples less skewed than the family allows.
+_R_MIN = 2.0 * (1 + 300) * (1 + 100) / (1 + 200) ** 2
+# Non-centralities below this are the central chi-squared: the likelihood is flat there.
+_NC_FLOOR = 1e-8
+# Bounds of df and nc for the likelihood search (the CDF's Poisson sum has ~nc/2 terms).
+_PARAM_MAX = 1e5
+_NODES = 32  # quadrature error ~1e-7 relative at worst seen (x over 25 e-folds)
+# log P(a, z) from gammainc when P exceeds this; below it, from the log-space series.
+_SERIES_BELOW = 1e-200
+_LOG_TERM_CUTOFF = 40.0  # terms this far (in log) below the running sum are negligible (e^-40)
+
+
+@dataclass(frozen=True)
+class NcChi2Fit:
+    """A fitted scaled non-central chi-squared: ``L = scale * ncx2(df, nc)``.
+
+    ``loglik``: total log-likelihood of the sample it was fitted to; ``converged``: whether the
+    optimiser reported convergence; ``method``: ``"mle"``, or the moment case (``"moments"``,
+    ``"moments_central"``, ``"moments_clamped"``) when the likelihood search could not improve on it.
+    """
+
+    df: float
+    nc: float
+    scale: float
+    loglik: float
+    converged: bool
+    method: str
+
+
+def _sample(losses) -> np.ndarray:
+    x = np.asarray(losses, dtype=np.float64).ravel()
+    if x.size < 3:
+        raise ValueError(f"need at least 3 losses to fit, got {x.size}")
+    if not np.all(np.isfinite(x)):
+        raise ValueError("losses must be finite (exclude diverged hypotheses first)")
+    if np.any(x <= 0):
+        raise ValueError("losses must be positive: a non-central chi-squared puts no mass at or below 0")
+    return x
+
+
+def _moments_case(losses) -> tuple[float, float, float, str]:
+    x = _sample(losses)
+    m1 = float(x.mean())
+    d = x - m1
+    m2 = float(np.mean(d * d))
+    m3 = float(np.mean(d * d * d))
+    if not m2 > 0:
+        raise ValueError("all losses are equal: a distribution cannot be fitted to a point mass")
+    r = m1 * m3 / (m2 * m2)
+    if r >= 2.0:
+        return 2.0 * m1 * m1 / m2, 0.0, m2 / (2.0 * m1), "moments_central" if r > 2.0 else "moments"
+    case = "moments"
+    if r <= _R_MIN:
+        m3, case = _R_MIN * m2 * m2 / m1, "moments_clamped"
+    s = (m2 - math.sqrt(max(m2 * m2 - m1 * m3 / 2.0, 0.0))) / (2.0 * m1)
+    nc = max(m2 / (2.0 * s * s) - m1 / s, 0.0)
+    return m1 / s - nc, nc, s, case
+
+
+def moments_fit(losses) -> tuple[float, float, float]:
+    """Method-of-moments ``(df, nc, scale)`` from mean, variance and third central moment.
+
+    Closed form and degenerate cases as in the module docstring. Raises ``ValueError`` for fewer than
+    3 losses, non-finite or non-positive losses, or zero variance.
+    """
+    df, nc, scale, _ = _moments_case(losses)
+    return df, nc, scale
+
+
+def _logpdf_standard(x: np.ndarray, df: float, nc: float) -> np.ndarray:
+    """log density of ncx2(df, nc) at x > 0 (chi2 for nc below the floor)."""
+    half = 0.5 * df
+    if nc < _NC_FLOOR:
+        return special.xlogy(half - 1.0, x) - 0.5 * x - half * math.log(2.0) - special.gammaln(half)
+    z = np.sqrt(nc * x)
+    out = (
+        -math.log(2.0) - 0.5 * (x + nc) + (0.5 * half - 0.5) * (np.log(x) - math.log(nc))
+        + np.log(special.ive(half - 1.0, z)) + z
+    )
+    bad = ~np.isfinite(out)
+    if np.any(bad):  # ive under/overflow: the library routine handles those points
+        out[bad] = stats.ncx2.logpdf(x[bad], df, nc)
+    return out
+
+
+def _logpdf(x: np.ndarray, df: float, nc: float, scale: float) -> np.ndarray:
+    return _logpdf_standard(x / scale, df, nc) - math.log(scale)
+
+
+class _Quadrature:
+    """Weights ``q`` with ``sum_i f(ln x_i) ~= sum_g q_g f(u_g)`` over Chebyshev nodes ``u_g``."""
+
+    def __init__(self, x: np.ndarray):
+        u = np.log(x)
+        lo, hi = float(u.min()), float(u.max())
+        mid, half = 0.5 * (lo + hi), max(0.5 * (hi - lo), 1e-12)
+        theta = np.pi * (np.arange(_NODES) + 0.5) / _NODES
+        orders = np.arange(_NODES)
+        self.nodes = np.exp(mid + half * np.cos(theta))
+        # c_m = sum_g coef[m, g] f(u_g); sum_i f(u_i) = sum_m c_m sum_i T_m(t_i).
+        coef = np.cos(np.outer(orders, theta)) * (2.0 / _NODES)
+        coef[0] *= 0.5
+        t = np.clip((u - mid) / half, -1.0, 1.0)
+        chebyshev_sums = np.cos(np.outer(np.arccos(t), orders)).sum(axis=0)
+        self.weights = chebyshev_sums @ coef
+
+    def loglik(self, df: float, nc: float, scale: float) -> float:
+        return float(self.weights @ _logpdf(self.nodes, df, nc, scale))
+
+
+def _pack(df: float, nc: float, scale: float) -> np.ndarray:
+    """Search coordinates ``(ln mean, ln variance, ln(nc/df))``: the first two are pinned down by the
+    data and nearly independent of the third, the weakly identified shape, so the simplex does not
+    crawl along the df-nc ridge."""
+    ratio = max(nc / df, 1e-2)  # a start on the nc floor sits in a flat region: begin above it
+    return np.log([scale * (df + nc), 2.0 * scale * scale * (df + 2.0 * nc), ratio])
+
+
+def _unpack(theta: np.ndarray) -> tuple[float, float, float]:
+    mean, variance, ratio = np.exp(np.clip(theta, -700.0, 700.0))
+    ratio = min(ratio, _PARAM_MAX)
+    scale = variance * (1.0 + ratio) / (2.0 * mean * (1.0 + 2.0 * ratio))
+    df = min(mean / (scale * (1.0 + ratio)), _PARAM_MAX)
+    nc = df * ratio
+    return df, (nc if nc >= _NC_FLOOR * df else 0.0), scale
+
+
+def _maximise(loglik, x0: np.ndarray, n: int):
+    def objective(theta):
+        value = loglik(*_unpack(theta)) / n
+        return -value if np.isfinite(value) else np.inf
+
+    # Steps of the first simplex: 2% in mean and variance (a few standard errors), 50% in shape.
+    simplex = x0 + np.vstack([np.zeros(3), np.diag([0.02, 0.04, 0.5])])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        return optimize.minimize(
+            objective, x0, method="Nelder-Mead",
+            options={"initial_simplex": simplex, "xatol": 1e-2, "fatol": 1e-7, "maxfev": 2000},
+        )
+
+
+def mle_fit(losses, start: NcChi2Fit | tuple[float, float, float] | None = None) -> NcChi2Fit:
+    """Maximum-likelihood scaled non-central chi-squared.
+
+    Nelder-Mead over ``(ln mean, ln variance, ln(nc/df))`` (see ``_pack``) with ``df, nc/df <= 1e5``;
+    ``nc < 1e-8 df`` is the central chi-squared (``nc = 0``). Tolerances: 1e-2 in the coordinates,
+    1e-7 in the mean log-likelihood per loss (far below the bootstrap spread of any output).
+
+    Args:
+        losses: positive finite losses (any shape, flattened), at least 3.
+        start: starting ``(df, nc, scale)`` or a previous fit (bootstrap refits start from the
+            full-sample fit); default: ``moments_fit(losses)``.
+
+    Returns:
+        The fit (``method="mle"``); if no finite likelihood was found, the start itself with
+        ``converged=False`` and ``method`` naming the moment case, or ``"start"`` for a given start.
+    """
+    x = _sample(losses)
+    if start is None:
+        df0, nc0, s0, start_method = _moments_case(x)
+    elif isinstance(start, NcChi2Fit):
+        df0, nc0, s0, start_method = start.df, start.nc, start.scale, "start"
+    else:
+        (df0, nc0, s0), start_method = start, "start"
+    x0 = _pack(df0, nc0, s0)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        quadrature = _Quadrature(x)
+        result = _maximise(quadrature.loglik, x0, x.size)
+        df, nc, scale = _unpack(result.x)
+        loglik = float(_logpdf(x, df, nc, scale).sum())
+        if not abs(loglik - quadrature.loglik(df, nc, scale)) <= 1e-6 * max(1.0, abs(loglik)):
+            # The quadrature failed for this sample (extreme range): search with pointwise sums.
+            result = _maximise(lambda *p: float(_logpdf(x, *p).sum()), x0, x.size)
+            df, nc, scale = _unpack(result.x)
+            loglik = float(_logpdf(x, df, nc, scale).sum())
+        if not np.isfinite(loglik):
+            # Nelder-Mead never ends worse than its start, so this means the start itself is unusable.
+            return NcChi2Fit(float(df0), float(nc0), float(s0), float(_logpdf(x, df0, nc0, s0).sum()), False, start_method)
+    return NcChi2Fit(float(df), float(nc), float(scale), loglik, bool(result.success), "mle")
+
+
+def _log_regularized_lower_gamma(a: np.ndarray, z: np.ndarray, log_z: np.ndarray) -> np.ndarray:
+    """``ln P(a, z)``, finite for z > 0 however small P is (broadcast arrays of equal shape)."""
+    p = special.gammainc(a, z)
+    with np.errstate(divide="ignore"):
+        out = np.where(p > 0.5, np.log1p(-special.gammaincc(a, z)), np.log(p))
+    tiny = p < _SERIES_BELOW
+    if np.any(tiny):
+        # P = z^a e^-z / Gamma(a+1) * sum_n prod_{m<=n} z/(a+m); here z < a, so the terms decrease.
+        at, zt, lzt = a[tiny], z[tiny], log_z[tiny]
+        log_sum = np.zeros_like(at)
+        log_term = np.zeros_like(at)
+        start, block = 1, 256
+        active = np.ones(at.shape, dtype=bool)
+        while np.any(active):
+            m = np.arange(start, start + block)
+            steps = lzt[active, None] - np.log(at[active, None] + m)
+            terms = log_term[active, None] + np.cumsum(steps, axis=1)
+            log_sum[active] = np.logaddexp(log_sum[active], special.logsumexp(terms, axis=1))
+            log_term[active] = terms[:, -1]
+            active &= log_term > log_sum - 37.0  # e^-37 < 1e-16: the rest changes nothing
+            start += block
+        out[tiny] = at * lzt - zt - special.gammaln(at + 1.0) + log_sum
+    return out
+
+
+def log_cdf(x, df: float, nc: float, scale: float):
+    """Natural log of ``P(L <= x)`` for ``L = scale * ncx2(df, nc)``, computed in log space.
+
+    Poisson mixture over ``j = 0..J`` with ``J >= nc/2 + 40 sqrt(nc/2) + 40`` (extended until the last
+    term is ``e^-40`` below the sum) and logsumexp. Finite for every ``x > 0`` representable as a
+    float64 (the log of the smallest such CDF is of order ``-df/2 * 745``, far inside float range);
+    ``-inf`` for ``x <= 0``, where the CDF is exactly 0.
+
+    Args:
+        x: a number or array of numbers.
+        df, nc, scale: the distribution (``df > 0``, ``nc >= 0``, ``scale > 0``).
+
+    Returns:
+        A float for scalar ``x``, else an array of ``x``'s shape.
+    """
+    if not (df > 0 and nc >= 0 and scale > 0):
+        raise ValueError(f"need df > 0, nc >= 0, scale > 0; got df={df}, nc={nc}, scale={scale}")
+    xs = np.asarray(x, dtype=np.float64)
+    flat = xs.ravel()
+    out = np.full(flat.shape, -np.inf)
+    positive = flat > 0
+    xp = flat[positive]
+    if xp.size:
+        with np.errstate(divide="ignore"):
+            log_z = np.log(xp) - math.log(2.0 * scale)  # not log(x / 2s): that could underflow
+        z = np.exp(log_z)
+        lam = 0.5 * nc
+        n_terms = 1 if lam == 0 else int(math.ceil(lam + 40.0 * math.sqrt(lam) + 40.0))
+        while True:
+            j = np.arange(n_terms, dtype=np.float64)
+            log_pois = stats.poisson.logpmf(j, lam) if lam > 0 else np.zeros(1)
+            # Chunk x so one (x, j) block stays around 4 million entries.
+            rows = max(1, 4_000_000 // n_terms)
+            result, last = np.empty(xp.size), np.empty(xp.size)
+            for i in range(0, xp.size, rows):
+                sl = slice(i, i + rows)
+                shape = (xp[sl].size, n_terms)
+                a = np.broadcast_to(0.5 * df + j, shape)
+                terms = log_pois + _log_regularized_lower_gamma(
+                    a, np.broadcast_to(z[sl, None], shape), np.broadcast_to(log_z[sl, None], shape)
+                )
+                result[sl] = special.logsumexp(terms, axis=1)
+                last[sl] = terms[:, -1]
+            if lam == 0 or np.all(last < result - _LOG_TERM_CUTOFF):
+                break
+            n_terms *= 2
+        out[positive] = result
+    out = out.reshape(xs.shape)
+    return float(out) if out.ndim == 0 else out
+
+
+def bits_below(epsilon: float, fit: NcChi2Fit) -> float:
+    """``-log2 P(L <= epsilon)`` under the fit: the bits to reach loss ``epsilon`` (``epsilon > 0``)."""
+    if not (np.isfinite(epsilon) and epsilon > 0):
+        raise ValueError(f"epsilon must be a positive finite number, got {epsilon}")
+    return max(-log_cdf(epsilon, fit.df, fit.nc, fit.scale) / math.log(2.0), 0.0)
+
+
+def cdf(x, fit: NcChi2Fit):
+    """``P(L <= x)`` under the fit (scipy's routine: accurate in the bulk, for goodness of fit)."""
+    x = np.asarray(x, dtype=np.float64) / fit.scale
+    return stats.chi2.cdf(x, fit.df) if fit.nc == 0 else stats.ncx2.cdf(x, fit.df, fit.nc)
+
+
+def goodness_of_fit(losses, fit: NcChi2Fit) -> tuple[float, float]:
+    """Kolmogorov-Smirnov ``(statistic, p-value)`` of the losses against the fitted distribution.
+
+    The p-value treats the fit as given, so with parameters fitted to the same losses it is
+    conservative (too large); read it as a descriptive distance, not a calibrated test.
+    """
+    result = stats.kstest(_sample(losses), lambda v: cdf(v, fit))
+    return float(result.statistic), float(result.pvalue)
