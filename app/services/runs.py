@@ -41,10 +41,10 @@ def _resolve_model(session: Session, spec: RunSpec) -> ModelRecord | None:
     return record
 
 
-def _resolve_dataset(session: Session, spec: RunSpec) -> DatasetRecord | None:
-    """Check the task's dataset exists and fits the architecture, without queueing anything."""
+def _resolve_dataset(session: Session, spec: RunSpec) -> tuple[DatasetRecord | None, dict | None]:
+    """Check the task's dataset exists and fits the architecture; return its record and description."""
     if spec.task is None:
-        return None
+        return None, None
     ref, loss, arch = spec.task.dataset, spec.task.loss, spec.model.arch
     loc = ("task", "dataset")
     if isinstance(ref, PathDatasetRef):
@@ -54,14 +54,14 @@ def _resolve_dataset(session: Session, spec: RunSpec) -> DatasetRecord | None:
         if record is None:
             raise InputError.at([*loc, "id"], f"no uploaded dataset with id '{ref.id}' (see GET /api/v1/datasets)")
         check_dataset_fits(record.description, arch, loss, loc=loc)
-        return record
+        return record, record.description
     assert isinstance(ref, BuiltinDatasetRef)
     # Built-in datasets are small and seeded: generating one validates its params and yields the
     # exact shapes to check against the architecture.
     dataset = load_task_dataset(spec)
     assert dataset is not None
     check_dataset_fits(dataset.describe(), arch, loss, loc=loc)
-    return None
+    return None, dataset.describe()
 
 
 def choose_queue(probes: dict[str, Probe], settings: Settings) -> Queue:
@@ -78,7 +78,16 @@ def create_run(session: Session, spec: RunSpec, settings: Settings, dispatcher: 
     """
     model = _resolve_model(session, spec)
     probes = instantiate_probes(spec)
-    dataset = _resolve_dataset(session, spec)
+    dataset, description = _resolve_dataset(session, spec)
+    if description is not None:
+        errors = []
+        for probe in probes.values():
+            try:
+                probe.check_dataset(description)
+            except InputError as exc:
+                errors.extend(exc.errors)
+        if errors:
+            raise InputError(errors)
     queue = choose_queue(probes, settings)
     run = Run(
         spec=spec.model_dump(mode="json"),

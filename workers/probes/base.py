@@ -111,6 +111,13 @@ class Probe(ABC):
 
             raise InputError.at(["task"], f"probe '{self.name}' needs a task (dataset, loss, target_error)")
 
+    def check_dataset(self, description: dict) -> None:
+        """Raise ``InputError`` if these params cannot work with this dataset (``Dataset.describe()``).
+
+        Called before a run is queued, once the dataset's shapes are known.
+        """
+        return None
+
     @classmethod
     def headline(cls, result: dict) -> dict[str, tuple[Any, tuple[float, float] | None]]:
         """The few numbers a summary table shows: ``{metric: (value, 95% interval or None)}``.

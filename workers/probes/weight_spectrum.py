@@ -17,6 +17,7 @@ from scipy import stats
 from workers.probes.base import Probe, ProbeContext, ProbeParams
 from workers.probes.functional.spectrum import (
     METRIC_NAMES,
+    WW_FIT_THRESHOLD,
     ConvMode,
     Convention,
     LayerType,
@@ -127,8 +128,10 @@ class WeightSpectrum(Probe):
     grows a power-law tail ``p(lambda) ∝ lambda^-alpha``; smaller ``alpha`` means more strongly
     correlated weights, while a random Gaussian init has a Marchenko-Pastur bulk (large ``alpha``,
     stable rank near ``M / (1 + sqrt(M/N))^2``). Per layer (nn.Linear, including the attention
-    projections; nn.Embedding; nn.Conv1d/2d/3d) the probe takes ``lambda = sigma^2`` from batched
-    ``torch.linalg.svdvals`` (float64 on CPU, float32 on GPU, never fp16) and reports ``alpha`` with its
+    projections; nn.Embedding; nn.Conv1d/2d/3d) the probe takes ``lambda = sigma^2``, in float64 on CPU
+    from batched ``eigvalsh`` of the smaller Gram matrix where that keeps 6 significant digits and from
+    ``torch.linalg.svdvals`` elsewhere, in float32 on GPU from ``svdvals`` (never fp16; see
+    ``functional.spectrum``), and reports ``alpha`` with its
     standard error, ``xmin``, ``n_tail``, ``ks_distance``, and ``alpha_weighted``, ``log_norm``,
     ``log_spectral_norm``, ``stable_rank``, ``entropy_rank``, ``log_alpha_norm``, as defined in
     ``functional.spectrum.SpectralMetrics``; the summary averages them over layers; ``init`` gives the
@@ -153,24 +156,33 @@ class WeightSpectrum(Probe):
       ``log_spectral_norm`` drop by ``log10 2``, ``alpha_weighted`` and ``log_alpha_norm`` change,
       ``alpha`` does not (it is scale-free). Linear and Embedding layers are not scaled.
     - Layer size limits: with ``N``/``M`` the larger/smaller matrix dimension and ``rf`` the number of
-      kernel positions, layers with ``M * rf < 10`` (``min_evals``), ``M * rf > 15000`` (``max_evals``)
-      or ``N > 50000`` (``max_N``) are not analysed; here they are listed with ``None`` metrics and
-      ``skipped_reason`` (WeightWatcher omits them).
+      kernel positions, layers with ``M * rf < 10`` (``min_evals``; WeightWatcher 0.7.7's default is
+      8, below), ``M * rf > 15000`` (``max_evals``) or ``N > 50000`` (``max_N``) are not analysed; here
+      they are listed with ``None`` metrics and ``skipped_reason`` (WeightWatcher omits them).
     - Power-law fit (``pl_package="ww"``, ``WWFit``): on the eigenvalues ``> 1e-5``; every value but the
       largest is a candidate ``xmin`` (tails of 2 count; ``min_tail`` does not apply); the KS distance
-      is ``max_k |F(x_k) - k/n|`` (lower empirical CDF only); fails below 10 eigenvalues.
+      is ``max_k |F(x_k) - k/n|`` (lower empirical CDF only); below 20 such eigenvalues its small-sample
+      fit (WeightWatcher 0.7.7: tails of at least 8, exponent ``1 + (n - 1) / sum ln(x / xmin)``).
     - ``log_norm = log10 sum lambda`` (its ``log_norm`` column: squared Frobenius norm, not normalised),
       ``log_spectral_norm``, ``stable_rank``, ``alpha_weighted``, ``log_alpha_norm``: same formulas.
 
-    Differences that remain, under both conventions:
+    Differences that remain, under both conventions (measured against WeightWatcher 0.7.7 in
+    ``tests/workers/probes/test_weight_spectrum_vs_weightwatcher.py``; table in ``docs/weight_spectrum.md``):
 
+    - Layer size limit ``min_evals``: 10 here, 8 in WeightWatcher 0.7.7 (``DEFAULT_MIN_EVALS``), so
+      layers with ``M * rf`` of 8 or 9 are analysed by it and not here; pass ``min_evals=10`` to
+      ``analyze`` to compare. Its fit has no 10-eigenvalue floor any more either (2 values suffice).
     - ``entropy_rank = exp(H)``; WeightWatcher's ``entropy`` column is ``H / ln(rank)`` (rank by NumPy's
       tolerance), i.e. ``ln(entropy_rank) / ln(rank)``.
     - Precision: WeightWatcher copies PyTorch weights to float32 (fp16 when CUDA is present) before a
-      float64 SVD; here the SVD runs on the weights in float64 on CPU (float32 on GPU), never fp16.
+      float64 SVD; here the weights are decomposed in float64 on CPU (Gram eigenvalues or SVD, above;
+      float32 SVD on GPU), never fp16.
     - A failed fit is ``alpha = -1`` in WeightWatcher and enters its averages; here it is ``None`` and
-      summaries average over the layers where a metric is defined. An infinite ``alpha`` (a tail of
-      identical values) is ``None`` too.
+      summaries average over the layers where a metric is defined. Degenerate fits are ``None`` too:
+      an infinite ``alpha`` (a tail of identical values; WeightWatcher 0.7.7 reports ``inf``, or 0
+      below 20 values) and a single eigenvalue above ``1e-5`` (it fails). In its small-sample fallback
+      (fewer than 8 values above ``1e-5``) its ``sigma`` is ``-1 / sqrt(n)``; ``alpha_se`` here is
+      ``(alpha - 1) / sqrt(n)``.
     - Conv1d and Conv3d are skipped under ``"weightwatcher"``: its Conv1d path hands the 3-D kernel to
       its SVD as is (no one-to-one counterpart), Conv3d is not a type it knows.
     - Conv2d slices are always ``(out, in)`` matrices. WeightWatcher slices differently when
@@ -282,7 +294,11 @@ class WeightSpectrum(Probe):
                 reasons.append(reason)
                 stacks.append(stack)
             analysed = [i for i, reason in enumerate(reasons) if reason is None]
-            computed = dict(zip(analysed, spectra([stacks[i] for i in analysed])))
+            floors = None
+            if weightwatcher:
+                # Its fit sees only the (scaled) eigenvalues above 1e-5; smaller ones only enter sums.
+                floors = [WW_FIT_THRESHOLD / weightwatcher_eigenvalue_scale(found[i][1]) for i in analysed]
+            computed = dict(zip(analysed, spectra([stacks[i] for i in analysed], floors=floors)))
 
         layers = []
         for i, (name, kind, weight) in enumerate(found):

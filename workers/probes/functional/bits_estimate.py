@@ -10,7 +10,7 @@ excluded from both and counted.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -23,7 +23,8 @@ EXTRAPOLATION_THRESHOLD = 10  # fewer losses below epsilon than this: the bits r
 
 def _bits(probability: float) -> float | None:
     """``-log2 p``; ``None`` for ``p = 0`` (infinitely many bits: no finite number to report)."""
-    return None if probability <= 0 else max(-math.log2(probability), 0.0)
+    # 0.0 + ...: -log2(1) is -0.0, which would print as "-0".
+    return None if probability <= 0 else 0.0 + max(-math.log2(probability), 0.0)
 
 
 @dataclass(frozen=True)
@@ -57,14 +58,16 @@ class BitsEstimate:
     n_boot: int
     seed: int
     fitted: NcChi2Fit = field(repr=False, compare=False)
+    # The B bootstrap replicates of ``bits``: differences of two spaces' replicates give the
+    # interval of their relative bias.
+    bootstrap: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.empty(0))
 
     def model_bits(self, model_loss: float) -> float:
         """``-log2 CDF(model_loss)`` under the fit: how far into the tail the given loss lies."""
         return bits_below(model_loss, self.fitted)
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        del out["fitted"]
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in ("fitted", "bootstrap")}
         out["ci95"], out["empirical_ci95"] = list(self.ci95), list(self.empirical_ci95)
         out["empirical_bits_ci95"] = list(self.empirical_bits_ci95)
         return out
@@ -144,4 +147,5 @@ def estimate_bits(
         n_boot=int(n_boot),
         seed=int(seed),
         fitted=fit,
+        bootstrap=np.asarray(boot, dtype=np.float64),
     )

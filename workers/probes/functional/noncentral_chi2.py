@@ -99,6 +99,9 @@ def _moments_case(losses) -> tuple[float, float, float, str]:
     return m1 / s - nc, nc, s, case
 
 
+_DEBYE_MIN_ORDER = 50.0
+
+
 def moments_fit(losses) -> tuple[float, float, float]:
     """Method-of-moments ``(df, nc, scale)`` from mean, variance and third central moment.
 
@@ -107,6 +110,19 @@ def moments_fit(losses) -> tuple[float, float, float]:
     """
     df, nc, scale, _ = _moments_case(losses)
     return df, nc, scale
+
+
+def _log_bessel_iv_debye(v: float, z: np.ndarray) -> np.ndarray:
+    """``log I_v(z)`` by Debye's uniform asymptotic expansion for large order ``v`` (two correction
+    terms; relative error O(v^-3)). Used where ``ive`` under- or overflows, which happens exactly
+    when ``v`` is large (very concentrated loss samples fit df in the thousands)."""
+    t = z / v
+    root = np.sqrt(1.0 + t * t)
+    p = 1.0 / root
+    eta = root + np.log(t / (1.0 + root))
+    u1 = p * (3.0 - 5.0 * p * p) / 24.0
+    u2 = p * p * (81.0 - 462.0 * p * p + 385.0 * p**4) / 1152.0
+    return v * eta - 0.5 * np.log(2.0 * math.pi * v) - 0.5 * np.log(root) + np.log1p(u1 / v + u2 / (v * v))
 
 
 def _logpdf_standard(x: np.ndarray, df: float, nc: float) -> np.ndarray:
@@ -120,7 +136,16 @@ def _logpdf_standard(x: np.ndarray, df: float, nc: float) -> np.ndarray:
         + np.log(special.ive(half - 1.0, z)) + z
     )
     bad = ~np.isfinite(out)
-    if np.any(bad):  # ive under/overflow: the library routine handles those points
+    if np.any(bad) and half - 1.0 >= _DEBYE_MIN_ORDER:
+        # ive under/overflows at large order: the asymptotic expansion is accurate there and,
+        # unlike the library fallback, costs no more than the direct formula.
+        zb = z[bad]
+        out[bad] = (
+            -math.log(2.0) - 0.5 * (x[bad] + nc) + (0.5 * half - 0.5) * (np.log(x[bad]) - math.log(nc))
+            + _log_bessel_iv_debye(half - 1.0, zb)
+        )
+        bad = ~np.isfinite(out)
+    if np.any(bad):  # remaining under/overflow at small order: the library routine handles it
         out[bad] = stats.ncx2.logpdf(x[bad], df, nc)
     return out
 
@@ -301,7 +326,7 @@ def bits_below(epsilon: float, fit: NcChi2Fit) -> float:
     """``-log2 P(L <= epsilon)`` under the fit: the bits to reach loss ``epsilon`` (``epsilon > 0``)."""
     if not (np.isfinite(epsilon) and epsilon > 0):
         raise ValueError(f"epsilon must be a positive finite number, got {epsilon}")
-    return max(-log_cdf(epsilon, fit.df, fit.nc, fit.scale) / math.log(2.0), 0.0)
+    return 0.0 + max(-log_cdf(epsilon, fit.df, fit.nc, fit.scale) / math.log(2.0), 0.0)
 
 
 def cdf(x, fit: NcChi2Fit):

@@ -1,18 +1,27 @@
 """Eigenvalue spectra of weight matrices and the heavy-tailed metrics built on them (METHODS.md §4).
 
 Pure functions on tensors and arrays, no ``nn.Module``: how a weight tensor becomes matrices, the
-batched SVD that turns matrices into eigenvalues, the per-layer metrics of Martin & Mahoney
+batched decomposition that turns matrices into eigenvalues, the per-layer metrics of Martin & Mahoney
 (Nature Communications 2021) under the two conventions the probe offers, and WeightWatcher's
 layer rules (which layers it analyses, how it scales Conv2d slices).
 
 The eigenvalues of a layer are ``lambda = sigma^2`` for the singular values ``sigma`` of each of its
 matrices: the ``min(rows, cols)`` eigenvalues of the smaller Gram matrix, i.e. of ``W^T W`` without
 the ``|rows - cols|`` zeros that only the larger Gram matrix has (WeightWatcher keeps the same
-``min(rows, cols)`` per matrix). They come from ``torch.linalg.svdvals`` rather than an eigensolver
-on the Gram matrix: forming ``W^T W`` squares the condition number, so small eigenvalues computed
-that way carry an absolute error of about ``eps * lambda_max`` and go negative, while the singular
-values are accurate to ``eps * sigma_max`` and square to non-negative eigenvalues. The Gram route is
-faster on GPUs; accuracy of the whole spectrum (entropy, ``log_alpha_norm``) decides here.
+``min(rows, cols)`` per matrix).
+
+How they are computed (``spectra``): in float64, ``torch.linalg.eigvalsh`` of the smaller Gram
+matrix, batched over all matrices of one shape (e.g. every kernel position of a convolution), which
+is several times faster than an SVD on CPUs. Forming the Gram matrix squares the condition number:
+its eigenvalues carry an absolute error of about ``c * eps * lambda_max`` (``c`` below
+``min(rows, cols)``; measured 1 to 70), harmless for large eigenvalues but not for small ones, which
+can lose every digit or go negative. So a matrix keeps its Gram eigenvalues only when its smallest
+one is large enough for a relative error below about ``1e-6``
+(``lambda_min > min(rows, cols) * eps * lambda_max / 1e-6``, i.e. a condition number below about
+``1e3`` to ``1e4`` depending on size); the others (rank-deficient, ill-conditioned, zero) go through
+``torch.linalg.svdvals``, whose singular values are accurate to ``eps * sigma_max`` and square to
+non-negative eigenvalues. In float32 (accelerators) the Gram route would keep about 1 digit of the
+small eigenvalues, so every matrix takes the SVD route there.
 """
 
 from __future__ import annotations
@@ -23,13 +32,19 @@ from typing import Literal
 
 import numpy as np
 import torch
-from scipy.special import logsumexp
 
-from workers.probes.functional.powerlaw import PowerLawFit, fit_power_law, fit_power_law_weightwatcher
+from workers.probes.functional.powerlaw import (
+    WW_SMALL_N_CUTOFF,
+    PowerLawFit,
+    fit_power_law,
+    fit_power_law_weightwatcher,
+    fit_power_law_weightwatcher_small_n,
+)
 
 Convention = Literal["priorprobe", "weightwatcher"]
 ConvMode = Literal["slices", "reshape"]
 LayerType = Literal["linear", "embedding", "conv1d", "conv2d", "conv3d"]
+Decomposition = Literal["auto", "svd"]
 
 # WeightWatcher's defaults (weightwatcher/constants.py and the signature of WeightWatcher.analyze).
 WW_MIN_EVALS = 10  # DEFAULT_MIN_EVALS: layers with fewer eigenvalues (M * rf) are not analysed
@@ -40,6 +55,12 @@ WW_FIT_THRESHOLD = 1e-5  # EVALS_THRESH: only eigenvalues above it enter the pow
 # conv2d_norm=True multiplies every Conv2d slice by sqrt(conv2d_count / 2); conv2d_count stays 1 when
 # eigenvalues are pooled (pool=True, the default), so slices are scaled by sqrt(1/2), eigenvalues by 1/2.
 WW_CONV2D_EIGENVALUE_SCALE = 0.5
+
+# Float64 Gram eigenvalues carry an absolute error of about c * eps * lambda_max with c below
+# k = min(rows, cols) (measured 1 to 70 for Gaussian matrices up to k = 1024); a matrix keeps its Gram
+# eigenvalues only when its smallest one is at least k * eps * lambda_max / 1e-6, so that every
+# eigenvalue has a relative error below about 1e-6 (typically below 1e-10).
+_GRAM_RELATIVE_ACCURACY = 1e-6
 
 METRIC_NAMES = (
     "alpha",
@@ -89,46 +110,115 @@ def svd_dtype(tensor: torch.Tensor) -> torch.dtype:
 class Spectrum:
     """One layer's pooled eigenvalues, ascending, float64.
 
-    ``zero_tolerance``: eigenvalues at or below it are numerically zero, by NumPy's
-    ``matrix_rank`` rule on singular values, ``sigma <= sigma_max * max(rows, cols) * eps`` with
-    ``eps`` of the SVD's dtype, squared.
+    ``zero_tolerance``: eigenvalues at or below it are numerically zero: by NumPy's ``matrix_rank``
+    rule on singular values, ``sigma <= sigma_max * max(rows, cols) * eps`` with ``eps`` of the
+    decomposition's dtype, squared; raised to the Gram error bound ``min(rows, cols) * eps *
+    lambda_max`` when a matrix kept unresolved eigenvalues below a ``floor`` (``spectra``).
+    ``n_svd``: how many of the layer's matrices took the SVD route (the rest: Gram eigenvalues).
     """
 
     eigenvalues: np.ndarray
     zero_tolerance: float
+    n_svd: int = 0
 
 
-def spectra(stacks: Sequence[torch.Tensor]) -> list[Spectrum]:
-    """Eigenvalues of every stack of matrices, batching all equal-shaped matrices into one SVD call.
+def spectra(
+    stacks: Sequence[torch.Tensor], *, method: Decomposition = "auto", floors: Sequence[float] | None = None
+) -> list[Spectrum]:
+    """Eigenvalues of every stack of matrices, batching all equal-shaped matrices into one call.
 
     Args:
         stacks: ``(S, rows, cols)`` tensors, e.g. from ``weight_matrices``. Each is cast to
             ``svd_dtype`` on its own device; matrices of the same shape, device and dtype from all
-            stacks go through a single ``torch.linalg.svdvals``.
+            stacks are decomposed together.
+        method: ``"auto"`` (default): in float64, the eigenvalues of the smaller Gram matrix of every
+            matrix (``eigvalsh``, batched), except for matrices where that cannot resolve every
+            eigenvalue that matters to a relative error of about ``1e-6`` (module docstring), which
+            get ``svd``; in float32 (accelerators), ``svd`` for all. ``"svd"``: singular values,
+            squared, for all (the reference the Gram route is tested against).
+        floors: one per stack (default all 0): eigenvalues below a stack's floor only enter the
+            metrics through sums (e.g. WeightWatcher fits only eigenvalues above ``1e-5``), so the
+            Gram route may keep them with their absolute error of at most about
+            ``min(rows, cols) * eps * lambda_max`` (clipped at 0) as long as none of them can be on the
+            wrong side of the floor. With floor 0 every non-zero eigenvalue must be resolved.
 
     Returns:
         One ``Spectrum`` per stack, in order, with ``S * min(rows, cols)`` eigenvalues each.
     """
+    if method not in ("auto", "svd"):
+        raise ValueError(f"method must be 'auto' or 'svd', got {method!r}")
+    floors = [0.0] * len(stacks) if floors is None else [float(f) for f in floors]
+    if len(floors) != len(stacks):
+        raise ValueError(f"{len(floors)} floors for {len(stacks)} stacks")
     cast = [stack.detach().to(svd_dtype(stack)) for stack in stacks]
     groups: dict[tuple, list[int]] = {}
     for i, stack in enumerate(cast):
         groups.setdefault((tuple(stack.shape[1:]), stack.device, stack.dtype), []).append(i)
-    singular: list[np.ndarray | None] = [None] * len(cast)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray] | None] = [None] * len(cast)
     with torch.no_grad():
         for members in groups.values():
-            sigma = torch.linalg.svdvals(torch.cat([cast[i] for i in members], dim=0))
-            sigma = sigma.to(device="cpu", dtype=torch.float64).numpy()
-            bounds = np.cumsum([0] + [cast[i].shape[0] for i in members])
+            sizes = [cast[i].shape[0] for i in members]
+            floor = np.repeat([floors[i] for i in members], sizes)
+            computed = _matrix_eigenvalues(torch.cat([cast[i] for i in members], dim=0), method, floor)
+            bounds = np.cumsum([0] + sizes)
             for i, lo, hi in zip(members, bounds[:-1], bounds[1:]):
-                singular[i] = sigma[lo:hi]
+                parts[i] = tuple(array[lo:hi] for array in computed)  # type: ignore[assignment]
     result = []
-    for stack, sigma in zip(cast, singular):
-        assert sigma is not None
+    for stack, part in zip(cast, parts):
+        assert part is not None
+        lam, by_svd, unresolved = part
         eps = torch.finfo(stack.dtype).eps
-        sigma_max = float(sigma.max()) if sigma.size else 0.0
-        tolerance = (sigma_max * max(stack.shape[1], stack.shape[2]) * eps) ** 2
-        result.append(Spectrum(eigenvalues=np.sort(sigma.ravel() ** 2), zero_tolerance=tolerance))
+        lambda_max = float(lam.max()) if lam.size else 0.0
+        tolerance = lambda_max * (max(stack.shape[1], stack.shape[2]) * eps) ** 2
+        if unresolved.any():
+            tolerance = max(tolerance, min(stack.shape[1], stack.shape[2]) * eps * lambda_max)
+        result.append(Spectrum(eigenvalues=np.sort(lam.ravel()), zero_tolerance=tolerance, n_svd=int(by_svd.sum())))
     return result
+
+
+def _matrix_eigenvalues(
+    batch: torch.Tensor, method: Decomposition, floor: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each matrix of ``batch``: its ``min(rows, cols)`` float64 eigenvalues of ``W^T W``, whether it
+    took the SVD route, and whether it kept unresolved eigenvalues below its ``floor``."""
+    n = batch.shape[0]
+    k = min(batch.shape[-2], batch.shape[-1])
+    if method == "svd" or batch.dtype != torch.float64 or n == 0 or k == 0:
+        return _squared_singular_values(batch), np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+    lam = _gram_eigenvalues(batch)  # ascending per matrix
+    lambda_max = lam[:, -1:]
+    error = k * np.finfo(np.float64).eps * lambda_max  # absolute error bound of every eigenvalue
+    resolved = lam >= error / _GRAM_RELATIVE_ACCURACY
+    # Below the floor with room for the error: only sums see it. NaN fails both tests.
+    ignorable = lam < floor[:, None] - error
+    # Strict on lambda_max: a zero matrix takes the SVD route.
+    accepted = (resolved | ignorable).all(axis=1) & (lambda_max[:, 0] > 0.0)
+    unresolved = accepted & ~resolved.all(axis=1)
+    np.maximum(lam, 0.0, out=lam)
+    redo = ~accepted
+    if redo.any():
+        lam[redo] = _squared_singular_values(batch[torch.from_numpy(redo).to(batch.device)])
+    return lam, redo, unresolved
+
+
+# On CPU both routes call NumPy's LAPACK (OpenBLAS in its wheels, as under WeightWatcher's SciPy):
+# measured about twice as fast as torch's CPU LAPACK for these calls; accelerators use torch.
+def _gram_eigenvalues(batch: torch.Tensor) -> np.ndarray:
+    rows, cols = batch.shape[-2], batch.shape[-1]
+    if batch.device.type == "cpu":
+        w = batch.numpy()
+        gram = w @ w.swapaxes(-1, -2) if rows <= cols else w.swapaxes(-1, -2) @ w
+        return np.linalg.eigvalsh(gram)
+    gram = batch @ batch.mT if rows <= cols else batch.mT @ batch
+    return torch.linalg.eigvalsh(gram).cpu().numpy()
+
+
+def _squared_singular_values(batch: torch.Tensor) -> np.ndarray:
+    if batch.device.type == "cpu":
+        sigma = np.linalg.svd(batch.numpy(), compute_uv=False).astype(np.float64, copy=False)
+    else:
+        sigma = torch.linalg.svdvals(batch).to(device="cpu", dtype=torch.float64).numpy()
+    return sigma**2
 
 
 @dataclass(frozen=True)
@@ -180,8 +270,9 @@ def spectral_metrics(
             non-zero eigenvalues (``> zero_tolerance``); a fit is attempted only when there are at
             least ``2 * min_tail`` of them, so the KS search has more than ``min_tail`` candidate
             ``xmin`` and the tail can be a proper part of the spectrum.
-            ``"weightwatcher"``: ``fit_power_law_weightwatcher`` on the eigenvalues above ``1e-5``,
-            attempted when the layer has at least 10 eigenvalues in total, as WeightWatcher does.
+            ``"weightwatcher"``: ``fit_power_law_weightwatcher`` on the eigenvalues above ``1e-5``
+            (``fit_power_law_weightwatcher_small_n`` when fewer than 20 are, as ``WWFit`` does),
+            attempted when the layer has at least 10 eigenvalues in total.
         min_tail: smallest tail of the PriorProbe fit (default 10); unused by the WeightWatcher fit.
         zero_tolerance: see ``Spectrum.zero_tolerance`` (default 0: only exact zeros are zero).
 
@@ -213,7 +304,7 @@ def spectral_metrics(
     fit, reason = _fit(lam, convention, min_tail, zero_tolerance)
     if fit is None:
         return SpectralMetrics(n_eigs=n_eigs, skipped_reason=reason, **norm_metrics)
-    log_alpha_norm = float(logsumexp(fit.alpha * np.log(positive)) / np.log(10.0))
+    log_alpha_norm = _log10_sum_of_powers(positive, fit.alpha)
     return SpectralMetrics(
         n_eigs=n_eigs,
         alpha=fit.alpha,
@@ -227,11 +318,23 @@ def spectral_metrics(
     )
 
 
+def _log10_sum_of_powers(values: np.ndarray, power: float) -> float:
+    """``log10(sum values**power)`` for positive ``values``, as a log-sum-exp (never overflows)."""
+    # Plain NumPy: scipy.special.logsumexp costs milliseconds of dispatch per call, which showed up
+    # in the probe's profile on small models.
+    exponents = power * np.log(values)
+    largest = float(exponents.max())
+    return (largest + float(np.log(np.sum(np.exp(exponents - largest))))) / float(np.log(10.0))
+
+
 def _fit(lam: np.ndarray, convention: Convention, min_tail: int, zero_tolerance: float) -> tuple[PowerLawFit | None, str | None]:
     if convention == "weightwatcher":
         if lam.size < WW_MIN_NUM_EVALS:
             return None, f"{lam.size} eigenvalues; WeightWatcher fits need at least {WW_MIN_NUM_EVALS}"
-        fit = fit_power_law_weightwatcher(lam[lam > WW_FIT_THRESHOLD])
+        above = lam[lam > WW_FIT_THRESHOLD]
+        # WWFit switches to its small-sample fit below 20 values.
+        fit_ww = fit_power_law_weightwatcher_small_n if above.size < WW_SMALL_N_CUTOFF else fit_power_law_weightwatcher
+        fit = fit_ww(above)
         if fit is None:
             return None, f"fewer than 2 eigenvalues above {WW_FIT_THRESHOLD:g}, or a tail of identical values"
         return fit, None

@@ -1,0 +1,229 @@
+"""The maths of the invariance probe (METHODS.md §2), as pure functions.
+
+Sample-based errors (Gruver et al., ICLR 2023, and the baselines that paper compares with), on
+per-sample terms computed by the probe:
+
+- ``invariance_ratio = E||f(gx) - f(x)||^2 / E||f(x) - f(x')||^2`` with ``x'`` an independent input
+  (here: the input paired with ``x`` by a random derangement); 0 = invariant, about 1 = "as
+  different as an unrelated input". The equivariance ratio is the same with ``g f(x)`` in place of
+  ``f(x)`` in the numerator.
+- ``consistency``: the fraction of inputs whose argmax class is unchanged.
+- ``lie_derivative``: ``E_x ||d/dt f(g_t x)|_{t=0}||^2 / Var f(x)`` (total output variance,
+  ``E||f(x) - E f(x)||^2``), averaged over the transform's generators; in ``1 / t_unit^2``.
+
+Every estimate comes with a percentile bootstrap ``ci95`` over inputs: inputs are resampled with
+replacement (as multinomial counts, so a statistic is a weighted mean), the statistic is recomputed
+on each resample, and the 2.5th and 97.5th percentiles of the defined values form the interval.
+
+The Lie derivative is forward-mode: ``torch.func.jvp`` vmapped over the generators' tangents.
+``lie_derivative_double_backward`` computes the same Jacobian-vector products with reverse mode
+twice (the classic trick), for the benchmark and as an independent reference in tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import stats
+
+# Below this many members a percentile interval is mostly the min and max; use a t interval instead
+# (the same rule as the weight_spectrum probe, so "init" intervals read alike across probes).
+MIN_MEMBERS_FOR_PERCENTILE = 20
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A statistic over inputs: ``value`` (``None`` if undefined, e.g. constant outputs) and its
+    bootstrap ``ci95`` (``None`` if the value is undefined or no resample was defined)."""
+
+    value: float | None
+    ci95: tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class Spread:
+    """One metric across random members: ``values`` per member (``None`` where undefined), ``n``
+    members where defined, their ``mean``, and a 95% interval ``[low, high]`` for *one* random
+    member: percentiles with ``n >= 20``, Student-t prediction interval
+    ``mean ± t(0.975, n-1) sd sqrt(1 + 1/n)`` with ``2 <= n < 20``, none below."""
+
+    mean: float | None
+    low: float | None
+    high: float | None
+    interval: str
+    n: int
+    values: tuple[float | None, ...]
+
+
+def squared_norms(difference: torch.Tensor, sample_dims: int) -> np.ndarray:
+    """``||difference||^2`` per sample in float64, summing every axis after the first ``sample_dims``."""
+    flat = difference.detach().to(torch.float64).flatten(start_dim=sample_dims)
+    return (flat * flat).sum(dim=-1).cpu().numpy()
+
+
+def derangement(n: int, rng: np.random.Generator) -> np.ndarray:
+    """A random permutation ``sigma`` of ``range(n)`` with no fixed point (``n >= 2``): the partner
+    ``x' = x[sigma[i]]`` of input ``i`` is always another input."""
+    if n < 2:
+        raise ValueError("a derangement needs n >= 2")
+    order = rng.permutation(n)
+    sigma = np.empty(n, dtype=np.int64)
+    sigma[order] = np.roll(order, -1)  # each input's partner is the next one in a random cycle
+    return sigma
+
+
+def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``(n_boot, n)`` multinomial counts: how often each input appears in each resample."""
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(np.float64)
+
+
+def _percentile_interval(values: np.ndarray) -> tuple[float, float] | None:
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return None
+    low, high = np.percentile(values, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _safe_ratio(numerator: np.ndarray, denominator: np.ndarray) -> np.ndarray:
+    out = np.full(np.broadcast(numerator, denominator).shape, np.nan)
+    np.divide(numerator, denominator, out=out, where=denominator > 0)
+    return out
+
+
+def ratio_of_means(numerator: np.ndarray, denominator: np.ndarray) -> float | None:
+    """``mean(numerator) / mean(denominator)``; ``None`` when the denominator's mean is 0."""
+    den = float(np.mean(denominator))
+    return float(np.mean(numerator)) / den if den > 0 else None
+
+
+def ratio_estimate(numerator: np.ndarray, denominator: np.ndarray, counts: np.ndarray | None) -> Estimate:
+    """``ratio_of_means`` of per-input terms with its bootstrap interval (``counts`` from
+    ``bootstrap_counts``; ``None`` for no interval). Used for invariance and equivariance ratios."""
+    value = ratio_of_means(numerator, denominator)
+    if value is None or counts is None:
+        return Estimate(value, None)
+    return Estimate(value, _percentile_interval(_safe_ratio(counts @ numerator, counts @ denominator)))
+
+
+def mean_estimate(values: np.ndarray, counts: np.ndarray | None) -> Estimate:
+    """The mean of per-input values (e.g. consistency) with its bootstrap interval."""
+    value = float(np.mean(values))
+    if counts is None:
+        return Estimate(value, None)
+    return Estimate(value, _percentile_interval(counts @ values / values.size))
+
+
+def argmax_agreement(outputs: torch.Tensor, expected: torch.Tensor, sample_dims: int) -> np.ndarray:
+    """Per sample, the fraction of output positions whose argmax over the last axis agrees.
+
+    Pooled classifier outputs ``(..., N, classes)`` give 0 or 1 per input; per-position outputs
+    ``(..., N, L, classes)`` give the share of positions that agree.
+    """
+    agree = (outputs.argmax(dim=-1) == expected.argmax(dim=-1)).to(torch.float64)
+    return agree.reshape(*agree.shape[:sample_dims], -1).mean(dim=-1).cpu().numpy()
+
+
+def total_variance(outputs: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """``E||f - E f||^2`` of per-input outputs ``(N, D)``; with ``weights`` ``(B, N)`` one value per row.
+
+    Centred on the plain mean first (the variance does not change), which keeps the float64
+    difference of second moments accurate when outputs share a large offset.
+    """
+    centred = outputs - outputs.mean(axis=0)
+    if weights is None:
+        return np.asarray(np.mean(np.sum(centred * centred, axis=1)))
+    total = weights.sum(axis=1)
+    second = weights @ np.sum(centred * centred, axis=1) / total
+    first = weights @ centred / total[:, None]
+    return second - np.sum(first * first, axis=1)
+
+
+def lie_estimate(squared: np.ndarray, outputs: np.ndarray, counts: np.ndarray | None) -> tuple[Estimate, list[float | None]]:
+    """Normalised Lie derivative from ``squared[k, i] = ||d/dt_k f(g_t x_i)||^2`` and outputs ``(N, D)``.
+
+    Returns the estimate of ``mean_{k,i} squared / Var f`` with its bootstrap interval, and the
+    per-generator values ``mean_i squared[k] / Var f``.
+    """
+    variance = float(total_variance(outputs))
+    per_generator = [float(np.mean(row)) / variance if variance > 0 else None for row in squared]
+    per_input = squared.mean(axis=0)
+    if variance <= 0:
+        return Estimate(None, None), per_generator
+    value = float(np.mean(per_input)) / variance
+    if counts is None:
+        return Estimate(value, None), per_generator
+    resampled = _safe_ratio(counts @ per_input / per_input.size, total_variance(outputs, counts))
+    return Estimate(value, _percentile_interval(resampled)), per_generator
+
+
+def lie_derivative(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tangents: torch.Tensor) -> torch.Tensor:
+    """Jacobian-vector products ``J_f(x) v_k`` for every tangent, forward mode.
+
+    Args:
+        fn: a function of a batch of inputs (an ensemble may add leading axes to its output).
+        x: the inputs ``(N, ...)``.
+        tangents: ``(K, N, ...)``, one input direction per generator (``Transform.tangents``).
+
+    Returns:
+        ``(K, *fn(x).shape)``: ``d/dt fn(x + t v_k)`` at ``t = 0``. One ``torch.func.jvp`` (primal and
+        tangent in a single forward pass) vmapped over the K generators.
+    """
+    return torch.func.vmap(lambda v: torch.func.jvp(fn, (x,), (v,))[1])(tangents)
+
+
+def lie_derivative_double_backward(
+    fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, tangents: torch.Tensor
+) -> torch.Tensor:
+    """The same products as ``lie_derivative`` by the double-backward trick (reverse mode twice).
+
+    ``g(u) = J^T u`` is built with ``create_graph=True`` from a dummy cotangent ``u``; ``g`` is linear
+    in ``u``, so the gradient of ``<g(u), v>`` with respect to ``u`` is ``J v``. The second backward
+    is batched over the K tangents (``is_grads_batched``). Needs a graph through ``fn``: slower and
+    heavier than forward mode, kept as the benchmark's baseline and as a test reference.
+    """
+    with torch.enable_grad():
+        inputs = x.detach().requires_grad_(True)
+        outputs = fn(inputs)
+        cotangent = torch.zeros_like(outputs, requires_grad=True)
+        (vjp,) = torch.autograd.grad(outputs, inputs, cotangent, create_graph=True)
+        (products,) = torch.autograd.grad(vjp, cotangent, tangents, is_grads_batched=True)
+    return products.detach()
+
+
+def linear_permutation_ratio(weight: np.ndarray, permutation: Sequence[int]) -> float:
+    """Closed form of ``invariance_ratio`` for ``f(x) = W x``, ``x ~ N(0, I)``, ``(Px)_i = x_{perm[i]}``:
+    ``||W (P - I)||_F^2 / (2 ||W||_F^2)`` (METHODS.md §2)."""
+    weight = np.asarray(weight, dtype=np.float64)
+    perm = np.asarray(permutation)
+    permuted = np.zeros_like(weight)
+    permuted[:, perm] = weight  # W P: column perm[i] of W P is column i of W
+    difference = permuted - weight
+    return float(np.sum(difference**2) / (2.0 * np.sum(weight**2)))
+
+
+def member_spread(values: Sequence[float | None], bounds: tuple[float | None, float | None] = (None, None)) -> Spread:
+    """Mean and 95% interval of one metric over random members (method in ``Spread``).
+
+    ``bounds``: the metric's range, e.g. ``(0, None)`` for ratios, ``(0, 1)`` for a fraction; a
+    t interval is clipped to it (a symmetric interval around a skewed non-negative metric can
+    otherwise reach below 0).
+    """
+    defined = np.array([v for v in values if v is not None], dtype=np.float64)
+    n = int(defined.size)
+    mean = float(defined.mean()) if n else None
+    low = high = None
+    interval = "none"
+    if n >= MIN_MEMBERS_FOR_PERCENTILE:
+        low, high = (float(q) for q in np.percentile(defined, [2.5, 97.5]))
+        interval = "percentile"
+    elif n >= 2:
+        half_width = float(stats.t.ppf(0.975, n - 1) * defined.std(ddof=1) * np.sqrt(1.0 + 1.0 / n))
+        low, high = mean - half_width, mean + half_width
+        low = low if bounds[0] is None else max(low, bounds[0])
+        high = high if bounds[1] is None else min(high, bounds[1])
+        interval = "t_prediction"
+    return Spread(mean=mean, low=low, high=high, interval=interval, n=n, values=tuple(values))

@@ -1,0 +1,391 @@
+"""``inductive_bias``: bits of information needed to generalise (METHODS.md §1).
+
+Boopathy et al., "Towards Exact Computation of Inductive Bias", IJCAI 2024. Sample S hypotheses
+from the space (``init``: fresh random members; ``trained``: fresh members trained on the task's
+training split with its budget; ``kernel``: Gaussian-process posterior samples with an RBF
+kernel), take each one's exact test loss, fit a scaled non-central chi-squared to the losses and
+report ``bits = -log2 P(loss <= epsilon)`` under the fit, with a percentile-bootstrap interval,
+the empirical fraction with its Clopper-Pearson interval, and, for the kernel space, the exact
+value from the generalised chi-squared law of the GP's test MSE, computed without sampling.
+
+Where this differs from the reference code (as METHODS.md asks): losses are the exact mean over
+the whole test set (the reference divides by the batch size); bits are base 2 (it returns nats);
+the log-CDF is computed in log space so deep tails stay finite; intervals are reported.
+
+Work is split into shards of ``shard_size`` hypotheses; hypothesis ``i`` depends only on
+``(seed, i)``, so a sharded run (spread over every worker) gives exactly the unsharded losses.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from models.specs import ArchSpec, input_signature
+from workers.data.dataset import Dataset
+from workers.errors import InputError
+from workers.probes.base import Probe, ProbeContext, ProbeParams
+from workers.probes.functional import gp_kernel
+from workers.probes.functional.bits_estimate import estimate_bits
+from workers.probes.functional.ensemble_training import default_chunk_size, sample_losses
+from workers.probes.functional.generalized_chi2 import log_cdf as generalized_chi2_log_cdf
+from workers.probes.functional.hypothesis_loss import test_losses
+from workers.runspec import TaskSpec, TrainSpec
+
+Sampler = Literal["init", "trained", "kernel"]
+_LOC = ("probes", "inductive_bias")
+_LABEL = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+MAIN_SPACE = "model"
+
+
+class TrainOverrides(ProbeParams):
+    """Replace parts of the task's training budget for the ``trained`` sampler."""
+
+    optimizer: Literal["sgd", "adam"] | None = None
+    lr: float | None = Field(default=None, gt=0, le=10)
+    epochs: int | None = Field(default=None, ge=0, le=10_000)
+    batch_size: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
+class ComparedSpace(ProbeParams):
+    """Another hypothesis space on the same task: an architecture (or the run's own with another
+    ``init``) and/or another sampler. Its input size and output width must match the run's."""
+
+    label: str = Field(min_length=1, max_length=64, description="name in the report ([A-Za-z0-9_.-])")
+    arch: ArchSpec | None = Field(default=None, description="default: the run's architecture")
+    sampler: Sampler | None = Field(default=None, description="default: the probe's sampler")
+
+    @field_validator("label")
+    @classmethod
+    def _label_chars(cls, value: str) -> str:
+        if not _LABEL.match(value) or value == MAIN_SPACE:
+            raise ValueError(f"use letters, digits, '_', '.', '-' (and not '{MAIN_SPACE}', the run's own space)")
+        return value
+
+
+class InductiveBiasParams(ProbeParams):
+    sampler: Sampler = Field(default="init", description="init | trained | kernel")
+    n_hypotheses: int = Field(default=1000, ge=30, le=1_000_000, description="hypotheses sampled per space")
+    target_error: float | None = Field(default=None, gt=0, description="epsilon; default: the task's target_error")
+    train: TrainOverrides = Field(default_factory=TrainOverrides, description="overrides of the task's training budget")
+    lengthscale: float | None = Field(default=None, gt=0, description="RBF lengthscale; default: median pairwise distance")
+    noise_variance: float = Field(default=gp_kernel.DEFAULT_NOISE_VARIANCE, gt=0, le=1e6)
+    signal_variance: float = Field(default=gp_kernel.DEFAULT_SIGNAL_VARIANCE, gt=0, le=1e6)
+    bootstrap: int = Field(default=200, ge=200, le=10_000, description="bootstrap refits for ci95 (METHODS: B >= 200)")
+    chunk_size: int | None = Field(
+        default=None, ge=1, le=1_000_000,
+        description="hypotheses trained at once (memory); default from a memory estimate; rounded to divide shard_size",
+    )
+    shard_size: int = Field(default=1000, ge=30, le=1_000_000, description="hypotheses per parallel work unit")
+    histogram_bins: int = Field(default=40, ge=5, le=1000)
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1, description="default: the run's seed")
+    compare: list[ComparedSpace] = Field(default_factory=list, max_length=8)
+
+    @field_validator("compare")
+    @classmethod
+    def _unique_labels(cls, value: list[ComparedSpace]) -> list[ComparedSpace]:
+        labels = [space.label for space in value]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"labels must be unique, got {labels}")
+        return value
+
+
+class SpaceEstimate(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    label: str
+    sampler: Sampler
+    arch: dict | None = Field(description="None for the kernel space")
+    bits: float
+    ci95: list[float]
+    target_error: float
+    n_hypotheses: int
+    n_below: int
+    empirical_fraction: float
+    empirical_ci95: list[float]
+    empirical_bits: float | None
+    empirical_bits_ci95: list[float | None]
+    extrapolated: bool
+    fit: dict[str, Any]
+    diverged: int
+    histogram: dict[str, list]
+    exact_bits: float | None = Field(default=None, description="kernel + mse only: from the exact law, no sampling")
+    exact_method: str | None = None
+    kernel: dict[str, Any] | None = Field(default=None, description="kernel hyperparameters actually used")
+    model_loss: float | None = Field(default=None, description="the uploaded weights' own test loss")
+    model_bits: float | None = Field(default=None, description="-log2 CDF(model_loss) under the fit")
+
+
+class RelativeBias(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    a: str
+    b: str
+    bits_difference: float = Field(description="bits(a) - bits(b): information a's prior supplies less than b's")
+    ci95: list[float]
+
+
+class InductiveBiasResult(SpaceEstimate):
+    loss: str
+    seed: int
+    compared: list[SpaceEstimate]
+    relative_bias: list[RelativeBias]
+
+
+class InductiveBias(Probe):
+    """Bits needed to pick a hypothesis with test loss <= epsilon out of the hypothesis space.
+
+    Params: see ``InductiveBiasParams`` (served as JSON schema by ``GET /api/v1/probes``).
+
+    Returns ``InductiveBiasResult``: the run's own space at the top level (``bits``, ``ci95``,
+    ``n_below``, ``empirical_*``, ``extrapolated``, ``fit``, ``diverged``, ``histogram``,
+    ``exact_bits`` for the kernel, ``model_loss``/``model_bits`` with uploaded weights), every
+    compared space under ``compared``, and ``relative_bias`` for each pair with a bootstrap interval
+    (difference of the two spaces' independent bootstrap replicates). The full loss samples are
+    artifacts ``losses.<label>``; timing is split into ``sampling_s`` and ``estimation_s``.
+
+    Raises (as a failed run): ``ValueError`` when most hypotheses diverge, or when a loss is exactly
+    zero (``zero_one`` on tiny test sets), since the fit then cannot describe the sample.
+    """
+
+    name = "inductive_bias"
+    version = "1.0.0"
+    summary = "Bits of information needed to generalise: -log2 P(test loss <= epsilon) over the hypothesis space."
+    paper = "https://arxiv.org/abs/2406.15941"
+    requires_task = True
+    benefits_from_gpu = True
+    Params = InductiveBiasParams
+    Result = InductiveBiasResult
+
+    def __init__(self, params: InductiveBiasParams | None = None):
+        super().__init__(params)
+        self._posteriors: dict[str, gp_kernel.GPPosterior] = {}
+
+    # --- validation before anything is queued -------------------------------------------------
+
+    def _spaces(self, arch: ArchSpec) -> dict[str, tuple[Sampler, ArchSpec]]:
+        spaces = {MAIN_SPACE: (self.params.sampler, arch)}
+        for space in self.params.compare:
+            spaces[space.label] = (space.sampler or self.params.sampler, space.arch or arch)
+        return spaces
+
+    def check_inputs(self, arch: ArchSpec, task: TaskSpec | None) -> None:
+        super().check_inputs(arch, task)
+        kind, shape = input_signature(arch)
+        errors = []
+        for index, space in enumerate(self.params.compare):
+            if space.arch is None:
+                continue
+            other_kind, other_shape = input_signature(space.arch)
+            if int(np.prod(other_shape)) != int(np.prod(shape)) or (other_kind == "tokens") != (kind == "tokens"):
+                errors.append({"loc": [*_LOC, "compare", index, "arch"],
+                               "msg": f"takes inputs of shape {list(other_shape)}; the task's data has shape {list(shape)} (the sizes must match)"})
+            if space.arch.out_dim != arch.out_dim:
+                errors.append({"loc": [*_LOC, "compare", index, "arch", "out_dim"],
+                               "msg": f"is {space.arch.out_dim}; the run's architecture has out_dim {arch.out_dim}"})
+        if errors:
+            raise InputError(errors)
+
+    def check_dataset(self, description: dict) -> None:
+        samplers = {self.params.sampler} | {space.sampler or self.params.sampler for space in self.params.compare}
+        if "trained" in samplers and description["n_train"] == 0:
+            raise InputError.at([*_LOC, "sampler"], "the trained sampler needs a dataset with a training split (X_train has 0 rows)")
+        if "kernel" in samplers:
+            if description["n_train"] == 0:
+                raise InputError.at([*_LOC, "sampler"], "the kernel sampler conditions on the training split, which is empty")
+            try:
+                gp_kernel.check_kernel_size(description["n_train"], description["n_test"], description["target_dim"])
+            except gp_kernel.KernelTooLargeError as exc:
+                raise InputError.at([*_LOC, "sampler"], str(exc)) from None
+
+    # --- sampling -------------------------------------------------------------------------------
+
+    def _train_spec(self, task: TaskSpec) -> TrainSpec:
+        overrides = {k: v for k, v in self.params.train.model_dump().items() if v is not None}
+        return task.train.model_copy(update=overrides)
+
+    def _seed(self, context: ProbeContext, space_index: int) -> int:
+        base = self.params.seed if self.params.seed is not None else context.seed
+        if space_index == 0:
+            return base
+        # Compared spaces draw independent streams, so their bootstrap replicates are independent.
+        return int(np.random.SeedSequence([base, space_index, 0x1B]).generate_state(1)[0] & 0x7FFFFFFF)
+
+    def _posterior(self, context: ProbeContext, arch: ArchSpec) -> gp_kernel.GPPosterior:
+        dataset = context.dataset
+        if "posterior" not in self._posteriors:
+            try:
+                self._posteriors["posterior"] = gp_kernel.gp_posterior(
+                    dataset.X_train.double().numpy(),
+                    self._gp_targets(dataset, arch),
+                    dataset.X_test.double().numpy(),
+                    lengthscale=self.params.lengthscale,
+                    signal_variance=self.params.signal_variance,
+                    noise_variance=self.params.noise_variance,
+                    seed=self._seed(context, 0),
+                )
+            except gp_kernel.KernelTooLargeError as exc:
+                raise InputError.at([*_LOC, "sampler"], str(exc)) from None
+        return self._posteriors["posterior"]
+
+    @staticmethod
+    def _gp_targets(dataset: Dataset, arch: ArchSpec) -> np.ndarray:
+        if dataset.task_type == "classification":
+            # One GP per output unit, as wide as the networks' outputs, so the losses compare.
+            return gp_kernel.one_hot(dataset.y_train.numpy(), arch.out_dim)
+        return dataset.y_train.double().numpy().reshape(dataset.y_train.shape[0], -1)
+
+    @staticmethod
+    def _test_targets(dataset: Dataset) -> np.ndarray:
+        if dataset.task_type == "classification":
+            return dataset.y_test.numpy().astype(np.int64)
+        return dataset.y_test.double().numpy().reshape(dataset.y_test.shape[0], -1)
+
+    def _chunk_size(self, context: ProbeContext, sampler: Sampler, arch: ArchSpec) -> int | None:
+        """One chunk size for every shard of a space, dividing ``shard_size``.
+
+        Batched CPU kernels round the tail of a tensor differently depending on its length, so
+        losses are bit-identical between sharded and unsharded runs only when every shard runs the
+        same chunks: the planner fixes the size, aligned with the shard boundaries.
+        """
+        if sampler == "kernel":
+            return None
+        budget = self.params.chunk_size or default_chunk_size(
+            arch, _reshaped_for(arch, context.dataset), self._train_spec(context.task) if sampler == "trained" else None,
+            context.device,
+        )
+        budget = max(1, min(budget, self.params.shard_size))
+        return max(d for d in range(1, budget + 1) if self.params.shard_size % d == 0)
+
+    def run_shard(self, context: ProbeContext, shard: dict) -> dict:
+        """Losses of hypotheses ``start .. start + count - 1`` of one space (non-finite -> None)."""
+        labels = list(self._spaces(context.arch))
+        sampler, arch = self._spaces(context.arch)[shard["space"]]
+        seed = self._seed(context, labels.index(shard["space"]))
+        task = context.task
+        if sampler == "kernel":
+            losses = gp_kernel.sample_kernel_losses(
+                self._posterior(context, context.arch), self._test_targets(context.dataset), shard["count"], seed,
+                loss=task.loss, first_index=shard["start"],
+            )
+        else:
+            losses = sample_losses(
+                arch, _reshaped_for(arch, context.dataset), task.loss, sampler, shard["count"], seed,
+                train_spec=self._train_spec(task), device=context.device, chunk_size=shard["chunk_size"],
+                start_index=shard["start"],
+            )
+        return {"losses": [float(x) if np.isfinite(x) else None for x in losses]}
+
+    def run(self, context: ProbeContext) -> InductiveBiasResult:
+        import time
+
+        if context.dataset is None or context.task is None:
+            raise InputError.at(["task"], "the inductive_bias probe needs a task with a dataset")
+        self.check_dataset(context.dataset.describe())
+        params, spaces = self.params, self._spaces(context.arch)
+        epsilon = params.target_error if params.target_error is not None else context.task.target_error
+        shards = [
+            {"space": label, "start": start, "count": min(params.shard_size, params.n_hypotheses - start),
+             "chunk_size": self._chunk_size(context, sampler, arch)}
+            for label, (sampler, arch) in spaces.items()
+            for start in range(0, params.n_hypotheses, params.shard_size)
+        ]
+        started = time.perf_counter()
+        results = context.shards.map(self, shards, context)
+        context.timing["sampling_s"] = time.perf_counter() - started
+
+        started = time.perf_counter()
+        losses = {label: [] for label in spaces}
+        for shard, result in zip(shards, results):
+            losses[shard["space"]].extend(np.nan if x is None else x for x in result["losses"])
+        estimates, boots = {}, {}
+        for index, (label, (sampler, arch)) in enumerate(spaces.items()):
+            sample = np.asarray(losses[label], dtype=np.float64)
+            context.artifacts[f"losses.{label}"] = sample
+            estimate = estimate_bits(sample, epsilon, n_boot=params.bootstrap, seed=self._seed(context, index),
+                                     histogram_bins=params.histogram_bins)
+            boots[label] = estimate.bootstrap
+            estimates[label] = self._space_estimate(context, label, sampler, arch, estimate, epsilon)
+        relative = [
+            RelativeBias(
+                a=a, b=b, bits_difference=estimates[a].bits - estimates[b].bits,
+                ci95=[float(v) for v in np.percentile(boots[a] - boots[b], [2.5, 97.5])],
+            )
+            for a, b in itertools.combinations(spaces, 2)
+        ]
+        context.timing["estimation_s"] = time.perf_counter() - started
+        main = estimates.pop(MAIN_SPACE)
+        return InductiveBiasResult(
+            **main.model_dump(), loss=context.task.loss, seed=self._seed(context, 0),
+            compared=list(estimates.values()), relative_bias=relative,
+        )
+
+    def _space_estimate(self, context, label, sampler, arch, estimate, epsilon) -> SpaceEstimate:
+        fields = estimate.to_dict()
+        for key in ("n_boot", "seed"):
+            fields.pop(key, None)
+        extra: dict[str, Any] = {}
+        if sampler == "kernel":
+            posterior = self._posterior(context, context.arch)
+            extra["kernel"] = {"lengthscale": posterior.lengthscale, "signal_variance": posterior.signal_variance,
+                               "noise_variance": posterior.noise_variance, "train_jitter": posterior.train_jitter}
+            if context.task.loss == "mse":
+                weights, noncentralities, offset = gp_kernel.kernel_mse_distribution(posterior, self._test_targets(context.dataset))
+                exact = generalized_chi2_log_cdf(epsilon, weights, noncentralities, offset)
+                extra["exact_bits"] = None if not np.isfinite(exact.bits) else float(exact.bits)
+                extra["exact_method"] = exact.method
+        if label == MAIN_SPACE and context.has_uploaded_weights and sampler != "kernel":
+            model_loss = _model_test_loss(context)
+            extra["model_loss"] = model_loss if np.isfinite(model_loss) else None
+            if extra["model_loss"] is not None and model_loss > 0:
+                extra["model_bits"] = float(estimate.model_bits(model_loss))
+        return SpaceEstimate(label=label, sampler=sampler, arch=None if sampler == "kernel" else arch.model_dump(mode="json"),
+                             **fields, **extra)
+
+    @classmethod
+    def headline(cls, result: dict) -> dict[str, tuple[Any, tuple[float, float] | None]]:
+        rows: dict[str, tuple[Any, tuple[float, float] | None]] = {
+            f"bits ({result['sampler']}, eps={result['target_error']:g})": (result["bits"], tuple(result["ci95"])),
+            "fraction below eps": (result["empirical_fraction"], tuple(result["empirical_ci95"])),
+        }
+        if result.get("exact_bits") is not None:
+            rows["exact bits (kernel)"] = (result["exact_bits"], None)
+        if result.get("model_bits") is not None:
+            rows["uploaded model: bits of its own loss"] = (result["model_bits"], None)
+        for space in result.get("compared", []):
+            rows[f"bits of {space['label']} ({space['sampler']})"] = (space["bits"], tuple(space["ci95"]))
+        for pair in result.get("relative_bias", []):
+            rows[f"bits({pair['a']}) - bits({pair['b']})"] = (pair["bits_difference"], tuple(pair["ci95"]))
+        return rows
+
+
+def _reshaped_for(arch: ArchSpec, dataset: Dataset) -> Dataset:
+    """The task's data in the per-sample shape ``arch`` takes (e.g. 8x8 images for an MLP of 64)."""
+    import dataclasses
+
+    _, shape = input_signature(arch)
+    if dataset.sample_shape == tuple(shape):
+        return dataset
+    return dataclasses.replace(
+        dataset,
+        X_train=dataset.X_train.reshape(dataset.X_train.shape[0], *shape),
+        X_test=dataset.X_test.reshape(dataset.X_test.shape[0], *shape),
+    )
+
+
+def _model_test_loss(context: ProbeContext) -> float:
+    """The uploaded weights' exact mean test loss, leaving the model as it was."""
+    dataset, model = context.dataset, context.model
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            outputs = model(dataset.X_test.to(context.device))
+    finally:
+        model.train(was_training)
+    return float(test_losses(outputs[None].double(), dataset.y_test.to(context.device), context.task.loss, dataset.task_type)[0])
