@@ -95,6 +95,8 @@ class Probe(ABC):
     requires_task: ClassVar[bool] = False
     # Runs with a GPU-hungry probe go to the 'gpu' queue when the deployment has GPU workers.
     benefits_from_gpu: ClassVar[bool] = False
+    # Input kinds (models.specs.input_signature) the probe can measure.
+    supported_input_kinds: ClassVar[frozenset[str]] = frozenset({"tabular", "image", "tokens", "sequence"})
     Params: ClassVar[type[ProbeParams]] = ProbeParams
     Result: ClassVar[type[BaseModel]]
 
@@ -106,10 +108,17 @@ class Probe(ABC):
 
         Runs before the run is queued, so problems surface as a 422 rather than a failed run.
         """
-        if self.requires_task and task is None:
-            from workers.errors import InputError
+        from models.specs import input_signature
+        from workers.errors import InputError
 
+        if self.requires_task and task is None:
             raise InputError.at(["task"], f"probe '{self.name}' needs a task (dataset, loss, target_error)")
+        kind, _ = input_signature(arch)
+        if kind not in self.supported_input_kinds:
+            raise InputError.at(
+                ["probes", self.name],
+                f"does not take {kind} inputs (architecture '{arch.name}'); it takes {sorted(self.supported_input_kinds)}",
+            )
 
     def check_dataset(self, description: dict) -> None:
         """Raise ``InputError`` if these params cannot work with this dataset (``Dataset.describe()``).

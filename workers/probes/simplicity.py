@@ -176,6 +176,8 @@ class Simplicity(Probe):
     """
 
     name = "simplicity"
+    # Token ids are discrete: there is no plane through them to evaluate the network on.
+    supported_input_kinds = frozenset({"tabular", "image", "sequence"})
     version = "1.0.0"
     summary = "Function-space complexity on input grids: Fourier mean frequency, Legendre order, LZ complexity"
     paper = "https://arxiv.org/abs/2403.02241"

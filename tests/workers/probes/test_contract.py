@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from models.registry import build_model
-from models.specs import parse_arch
+from models.specs import input_signature, parse_arch
 from workers.data.builtin import load_builtin
 from workers.probes.base import ProbeContext
 from workers.probes.registry import PROBES
-from workers.runner import execute_run
+from workers.runner import execute_run, load_task_dataset
 from workers.runspec import RunSpec
 
 TINY_ARCHS = {
@@ -36,12 +36,18 @@ def _spec(probe: str, family: str, seed: int) -> RunSpec:
 def test_default_params_run_and_are_deterministic(probe, family):
     if PROBES[probe].requires_task and family != "mlp":
         pytest.skip("task-based probes are exercised on the MLP/gaussian_clusters pairing here")
-    first = execute_run(_spec(probe, family, seed=3), weights_path=None, dataset=None)
-    second = execute_run(_spec(probe, family, seed=3), weights_path=None, dataset=None)
-    assert first["probes"] == second["probes"]
-    PROBES[probe].Result.model_validate(first["probes"][probe])
-    other_seed = execute_run(_spec(probe, family, seed=4), weights_path=None, dataset=None)
-    assert other_seed["probes"] != first["probes"]
+    kind, _ = input_signature(parse_arch(TINY_ARCHS[family]))
+    if kind not in PROBES[probe].supported_input_kinds:
+        pytest.skip(f"{probe} does not take {kind} inputs")
+
+    def run(seed: int) -> dict:
+        spec = _spec(probe, family, seed)
+        return execute_run(spec, weights_path=None, dataset=load_task_dataset(spec))["probes"]
+
+    first, second = run(3), run(3)
+    assert first == second
+    PROBES[probe].Result.model_validate(first[probe])
+    assert run(4) != first
 
 
 @pytest.mark.parametrize("probe", PROBE_NAMES)

@@ -159,7 +159,8 @@ def spectra(
         for members in groups.values():
             sizes = [cast[i].shape[0] for i in members]
             floor = np.repeat([floors[i] for i in members], sizes)
-            computed = _matrix_eigenvalues(torch.cat([cast[i] for i in members], dim=0), method, floor)
+            batch = cast[members[0]] if len(members) == 1 else torch.cat([cast[i] for i in members], dim=0)
+            computed = _matrix_eigenvalues(batch, method, floor)
             bounds = np.cumsum([0] + sizes)
             for i, lo, hi in zip(members, bounds[:-1], bounds[1:]):
                 parts[i] = tuple(array[lo:hi] for array in computed)  # type: ignore[assignment]

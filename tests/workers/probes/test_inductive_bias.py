@@ -1,0 +1,204 @@
+"""``inductive_bias`` end to end on hypothesis spaces whose answer is known exactly."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from models.registry import build_model
+from models.specs import parse_arch
+from workers.data.builtin import load_builtin
+from workers.data.files import dataset_from_arrays
+from workers.errors import InputError
+from workers.probes.base import ProbeContext
+from workers.probes.inductive_bias import InductiveBias
+from workers.probes.registry import instantiate_probes
+from workers.runspec import RunSpec, TaskSpec
+
+# f(x) = w . x, w ~ N(0, sigma^2 I): a linear hypothesis space with no bias.
+D, SIGMA = 4, 0.5
+LINEAR = {"name": "mlp", "in_dim": D, "hidden": [], "out_dim": 1, "bias": False, "init": {"dist": "normal", "scale": SIGMA}}
+
+
+def linear_task(n_test: int = 64, seed: int = 0):
+    """Test inputs with orthogonal columns of equal norm (X^T X = n c I) and targets y = X beta.
+
+    Then MSE(w) = (1/n) |X (w - beta)|^2 = c |w - beta|^2 = c sigma^2 ncx2(D, |beta|^2 / sigma^2):
+    the loss distribution is exactly a scaled non-central chi-squared.
+    """
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(n_test, D)))
+    c = 2.0
+    X_test = (q * math.sqrt(n_test * c)).astype(np.float32)
+    beta = np.array([0.6, -0.4, 0.3, 0.5])
+    y_test = (X_test.astype(np.float64) @ beta).astype(np.float32)[:, None]
+    X_train = rng.normal(size=(32, D)).astype(np.float32)
+    y_train = (X_train.astype(np.float64) @ beta).astype(np.float32)[:, None]
+    dataset = dataset_from_arrays({"X_train": X_train, "y_train": y_train, "X_test": X_test, "y_test": y_test}, name="linear")
+    exact = {"df": D, "nc": float(beta @ beta) / SIGMA**2, "scale": c * SIGMA**2}
+    return dataset, exact
+
+
+def exact_bits(epsilon: float, exact: dict) -> float:
+    return -stats.ncx2.logcdf(epsilon / exact["scale"], exact["df"], exact["nc"]) / math.log(2)
+
+
+def context_for(arch: dict, dataset, task: dict, seed: int = 0, model=None) -> ProbeContext:
+    spec = parse_arch(arch)
+    return ProbeContext(
+        arch=spec, model=model if model is not None else build_model(spec, seed=seed),
+        has_uploaded_weights=model is not None, make_member=lambda s: build_model(spec, seed=s),
+        seed=seed, device=torch.device("cpu"), dataset=dataset, task=TaskSpec.model_validate(task),
+    )
+
+
+def run_probe(params: dict, context: ProbeContext):
+    return InductiveBias(InductiveBias.Params(**params)).run(context)
+
+
+def test_bits_match_the_exact_value_where_samples_reach_epsilon():
+    dataset, exact = linear_task()
+    epsilon = exact["scale"] * stats.ncx2.ppf(0.05, exact["df"], exact["nc"])  # 5% of the space below
+    context = context_for(LINEAR, dataset, {"dataset": {"builtin": "x"}, "target_error": epsilon})
+    result = run_probe({"n_hypotheses": 2000, "shard_size": 500}, context)
+    truth = exact_bits(epsilon, exact)
+    assert result.ci95[0] <= truth <= result.ci95[1], (result.bits, result.ci95, truth)
+    assert abs(result.bits - truth) < 0.3
+    assert result.n_below > 50 and not result.extrapolated
+    assert result.empirical_ci95[0] <= 0.05 <= result.empirical_ci95[1]
+    assert result.diverged == 0 and result.n_hypotheses == 2000
+    assert set(context.timing) == {"sampling_s", "estimation_s"}
+    losses = context.artifacts["losses.model"]
+    assert losses.shape == (2000,)
+    # The sampled losses follow the exact law (KS against the true distribution, not the fit).
+    assert stats.kstest(losses / exact["scale"], stats.ncx2(exact["df"], exact["nc"]).cdf).pvalue > 0.01
+
+
+@pytest.mark.parametrize("probability", [1e-6, 1e-9])
+def test_ci95_covers_the_exact_value_in_the_deep_tail(probability):
+    dataset, exact = linear_task()
+    epsilon = exact["scale"] * stats.ncx2.ppf(probability, exact["df"], exact["nc"])
+    context = context_for(LINEAR, dataset, {"dataset": {"builtin": "x"}, "target_error": epsilon})
+    result = run_probe({"n_hypotheses": 2000, "shard_size": 1000}, context)
+    truth = exact_bits(epsilon, exact)
+    assert result.n_below == 0 and result.extrapolated
+    assert result.ci95[0] <= truth <= result.ci95[1], (result.bits, result.ci95, truth)
+    assert result.empirical_bits is None and result.empirical_bits_ci95[0] <= truth
+
+
+def test_sharding_and_chunking_do_not_change_the_losses():
+    dataset = load_builtin("gaussian_clusters", {"in_dim": 2, "n_classes": 3, "n_train": 64, "n_test": 64}, seed=0)
+    arch = {"name": "mlp", "in_dim": 2, "hidden": [16], "out_dim": 3}
+    task = {"dataset": {"builtin": "gaussian_clusters"}, "target_error": 0.4, "train": {"epochs": 2, "batch_size": 16}}
+    runs = []
+    for shard_size in (60, 120):
+        context = context_for(arch, dataset, task)
+        result = run_probe({"sampler": "trained", "n_hypotheses": 120, "shard_size": shard_size, "chunk_size": 30}, context)
+        runs.append((result, context.artifacts["losses.model"]))
+    (first, losses_a), (second, losses_b) = runs
+    np.testing.assert_array_equal(losses_a, losses_b)
+    assert first.bits == second.bits and first.ci95 == second.ci95
+
+
+def test_deterministic_per_seed_and_seed_matters():
+    dataset, _ = linear_task()
+    task = {"dataset": {"builtin": "x"}, "target_error": 1.0}
+    a = run_probe({"n_hypotheses": 200}, context_for(LINEAR, dataset, task, seed=1))
+    b = run_probe({"n_hypotheses": 200}, context_for(LINEAR, dataset, task, seed=1))
+    c = run_probe({"n_hypotheses": 200}, context_for(LINEAR, dataset, task, seed=2))
+    assert a.model_dump() == b.model_dump()
+    assert a.bits != c.bits
+
+
+def test_kernel_exact_and_sampled_agree_on_a_small_problem():
+    dataset = load_builtin("sine", {"in_dim": 1, "n_train": 20, "n_test": 15, "noise_std": 0.1}, seed=0)
+    arch = {"name": "mlp", "in_dim": 1, "hidden": [8], "out_dim": 1}
+    context = context_for(arch, dataset, {"dataset": {"builtin": "sine"}, "target_error": 1.0})
+    probe = InductiveBias(InductiveBias.Params(sampler="kernel", n_hypotheses=4000, lengthscale=0.3))
+    # epsilon at the sampled 10th percentile: the fit, the samples and the exact law all see it.
+    pilot = np.asarray(probe.run_shard(context, {"space": "model", "start": 0, "count": 4000, "chunk_size": None})["losses"])
+    epsilon = float(np.quantile(pilot, 0.1))
+    context = context_for(arch, dataset, {"dataset": {"builtin": "sine"}, "target_error": epsilon})
+    result = probe.run(context)
+    assert result.exact_bits is not None and result.exact_method in ("imhof", "saddlepoint")
+    assert result.empirical_bits_ci95[0] <= result.exact_bits <= result.empirical_bits_ci95[1]
+    assert abs(result.bits - result.exact_bits) < 0.25, (result.bits, result.ci95, result.exact_bits)
+    assert result.kernel["lengthscale"] == 0.3
+
+
+def test_relative_bias_between_spaces_and_model_bits():
+    dataset = load_builtin("gaussian_clusters", {"in_dim": 2, "n_classes": 3, "n_train": 64, "n_test": 64}, seed=0)
+    arch = {"name": "mlp", "in_dim": 2, "hidden": [16], "out_dim": 3}
+    wide_init = {**arch, "init": {"dist": "normal", "scale": 3.0}}
+    model = build_model(parse_arch(arch), seed=7)
+    context = context_for(arch, dataset, {"dataset": {"builtin": "g"}, "target_error": 0.5}, model=model)
+    result = run_probe({"n_hypotheses": 300, "compare": [{"label": "wide-init", "arch": wide_init}, {"label": "gp", "sampler": "kernel"}]}, context)
+    assert [space.label for space in result.compared] == ["wide-init", "gp"]
+    pairs = {(pair.a, pair.b): pair for pair in result.relative_bias}
+    assert set(pairs) == {("model", "wide-init"), ("model", "gp"), ("wide-init", "gp")}
+    pair = pairs[("model", "wide-init")]
+    assert pair.bits_difference == pytest.approx(result.bits - result.compared[0].bits)
+    assert pair.ci95[0] <= pair.bits_difference <= pair.ci95[1]
+    assert result.compared[1].exact_bits is not None
+    # The uploaded weights' own loss, recomputed independently.
+    outputs = model(dataset.X_test).detach().double()
+    one_hot = torch.nn.functional.one_hot(dataset.y_test, 3).double()
+    assert result.model_loss == pytest.approx(float(((outputs - one_hot) ** 2).mean()), rel=1e-6)
+    assert result.model_bits is not None and result.model_bits >= 0
+    assert set(context.artifacts) == {"losses.model", "losses.wide-init", "losses.gp"}
+
+
+def test_most_hypotheses_diverging_fails_with_the_reason():
+    dataset = load_builtin("teacher", {"in_dim": 4, "n_train": 64, "n_test": 32}, seed=0)
+    arch = {"name": "mlp", "in_dim": 4, "hidden": [32, 32], "out_dim": 1, "init": {"dist": "normal", "scale": 5.0}}
+    task = {"dataset": {"builtin": "teacher"}, "target_error": 0.1,
+            "train": {"optimizer": "sgd", "lr": 10.0, "epochs": 5, "batch_size": 8}}
+    with pytest.raises(ValueError, match="most hypotheses diverged"):
+        run_probe({"sampler": "trained", "n_hypotheses": 40}, context_for(arch, dataset, task))
+
+
+def _spec(probe_params: dict, task: dict | None = None, arch: dict | None = None) -> RunSpec:
+    return RunSpec.model_validate({
+        "model": {"arch": arch or {"name": "mlp", "in_dim": 2, "hidden": [8], "out_dim": 3}},
+        "task": task or {"dataset": {"builtin": "gaussian_clusters"}, "target_error": 0.3},
+        "probes": {"inductive_bias": probe_params},
+    })
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"n_hypotheses": 29}, "n_hypotheses"), ({"target_error": 0}, "target_error"), ({"target_error": -1}, "target_error"),
+     ({"bootstrap": 50}, "bootstrap"), ({"sampler": "bayes"}, "sampler"), ({"compare": [{"label": "model"}]}, "compare")],
+)
+def test_bad_params_name_the_field(params, field):
+    with pytest.raises(InputError) as exc:
+        instantiate_probes(_spec(params))
+    assert ["probes", "inductive_bias", field] == exc.value.errors[0]["loc"][:3]
+
+
+def test_needs_a_task_and_compatible_compared_spaces():
+    spec = RunSpec.model_validate({"model": {"arch": {"name": "mlp", "in_dim": 2, "hidden": [8], "out_dim": 3}},
+                                   "probes": {"inductive_bias": {}}})
+    with pytest.raises(InputError, match="needs a task"):
+        instantiate_probes(spec)
+    wrong = {"name": "mlp", "in_dim": 5, "hidden": [], "out_dim": 4}
+    with pytest.raises(InputError) as exc:
+        instantiate_probes(_spec({"compare": [{"label": "other", "arch": wrong}]}))
+    locs = [error["loc"] for error in exc.value.errors]
+    assert ["probes", "inductive_bias", "compare", 0, "arch"] in locs
+    assert ["probes", "inductive_bias", "compare", 0, "arch", "out_dim"] in locs
+
+
+def test_dataset_checks_trained_without_train_split_and_kernel_too_large():
+    probe = InductiveBias(InductiveBias.Params(sampler="trained"))
+    with pytest.raises(InputError, match="training split"):
+        probe.check_dataset({"n_train": 0, "n_test": 10, "target_dim": 3})
+    kernel = InductiveBias(InductiveBias.Params(sampler="kernel"))
+    with pytest.raises(InputError, match="20,000|20000") as exc:
+        kernel.check_dataset({"n_train": 30_000, "n_test": 1_000, "target_dim": 10})
+    assert exc.value.errors[0]["loc"] == ["probes", "inductive_bias", "sampler"]
+    kernel.check_dataset({"n_train": 1_000, "n_test": 500, "target_dim": 10})
