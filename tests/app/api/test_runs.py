@@ -111,3 +111,42 @@ def test_openapi_is_served_with_stable_operation_ids(embedded_client):
     schema = embedded_client.get("/openapi.json").json()
     operation_ids = {op["operationId"] for path in schema["paths"].values() for op in path.values()}
     assert {"create_model", "create_run", "get_run", "get_run_report", "list_probes", "healthz"} <= operation_ids
+
+
+def test_inductive_bias_run_stores_the_loss_sample_as_an_artifact(embedded_client):
+    import io
+
+    model = upload_model(embedded_client)
+    dataset = upload_dataset(embedded_client)
+    spec = {"model": {"weights": model["id"]}, "task": {"dataset": {"id": dataset["id"]}, "loss": "mse", "target_error": 0.8},
+            "probes": {"inductive_bias": {"n_hypotheses": 60}}}
+    run = embedded_client.post("/api/v1/runs", json=spec).json()
+    finished = wait_for_run(embedded_client, run["id"])
+    assert finished["status"] == "succeeded", finished["error"]
+    assert set(finished["timing"]["inductive_bias"]) == {"sampling_s", "estimation_s", "total_s"}
+    report = embedded_client.get(f"/api/v1/runs/{run['id']}/report").json()
+    result = report["probes"]["inductive_bias"]
+    assert result["n_hypotheses"] == 60 and result["ci95"][0] <= result["ci95"][1]
+    assert result["model_loss"] is not None  # weights were uploaded
+    descriptor = report["artifacts"]["inductive_bias.losses.model"]
+    assert descriptor["shape"] == [60] and descriptor["stored"]
+    losses = np.load(io.BytesIO(embedded_client.get(descriptor["url"]).content), allow_pickle=False)
+    assert losses.shape == (60,) and int((losses <= 0.8).sum()) == result["n_below"]
+    missing = embedded_client.get(f"/api/v1/runs/{run['id']}/artifacts/nope")
+    assert missing.status_code == 404 and "inductive_bias.losses.model" in missing.json()["detail"]
+
+
+def test_inductive_bias_dataset_checks_are_422_before_queueing(embedded_client):
+    model = upload_model(embedded_client)
+    test_only = upload_dataset(
+        embedded_client,
+        dataset_npz_bytes(X_train=np.zeros((0, 4), dtype=np.float32), y_train=np.zeros(0, dtype=np.int64)),
+        name="test-only",
+    )
+    spec = {"model": {"weights": model["id"]}, "task": {"dataset": {"id": test_only["id"]}, "target_error": 0.5},
+            "probes": {"inductive_bias": {"sampler": "trained"}}}
+    response = embedded_client.post("/api/v1/runs", json=spec)
+    assert response.status_code == 422
+    assert error_locs(response) == [["body", "probes", "inductive_bias", "sampler"]]
+    assert "training split" in response.json()["detail"][0]["msg"]
+    assert embedded_client.get("/api/v1/runs").json()["count"] == 0
