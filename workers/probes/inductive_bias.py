@@ -119,6 +119,7 @@ class SpaceEstimate(BaseModel):
     kernel: dict[str, Any] | None = Field(default=None, description="kernel hyperparameters actually used")
     model_loss: float | None = Field(default=None, description="the uploaded weights' own test loss")
     model_bits: float | None = Field(default=None, description="-log2 CDF(model_loss) under the fit")
+    warnings: list[str] = Field(default_factory=list, description="what makes this estimate less trustworthy")
 
 
 class RelativeBias(BaseModel):
@@ -344,6 +345,7 @@ class InductiveBias(Probe):
             extra["model_loss"] = model_loss if np.isfinite(model_loss) else None
             if extra["model_loss"] is not None and model_loss > 0:
                 extra["model_bits"] = float(estimate.model_bits(model_loss))
+        extra["warnings"] = _warnings(fields)
         return SpaceEstimate(label=label, sampler=sampler, arch=None if sampler == "kernel" else arch.model_dump(mode="json"),
                              **fields, **extra)
 
@@ -357,11 +359,27 @@ class InductiveBias(Probe):
             rows["exact bits (kernel)"] = (result["exact_bits"], None)
         if result.get("model_bits") is not None:
             rows["uploaded model: bits of its own loss"] = (result["model_bits"], None)
+        if result.get("warnings"):
+            rows["warnings"] = (len(result["warnings"]), None)
         for space in result.get("compared", []):
             rows[f"bits of {space['label']} ({space['sampler']})"] = (space["bits"], tuple(space["ci95"]))
         for pair in result.get("relative_bias", []):
             rows[f"bits({pair['a']}) - bits({pair['b']})"] = (pair["bits_difference"], tuple(pair["ci95"]))
         return rows
+
+
+def _warnings(fields: dict) -> list[str]:
+    notes = []
+    if not fields["fit"]["adequate"]:
+        notes.append(
+            f"the scaled non-central chi-squared does not describe these losses (KS p = {fields['fit']['ks_pvalue']:.2g}); "
+            "trust empirical_bits and its interval over bits"
+        )
+    if fields["extrapolated"]:
+        notes.append(f"only {fields['n_below']} sampled losses reach epsilon: bits rest on the fitted tail (see ci95)")
+    if fields["diverged"]:
+        notes.append(f"{fields['diverged']} hypotheses diverged (non-finite loss) and were excluded")
+    return notes
 
 
 def _reshaped_for(arch: ArchSpec, dataset: Dataset) -> Dataset:

@@ -7,7 +7,6 @@ members as stacked ensembles, and assembles the report.
 
 from __future__ import annotations
 
-import copy
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -56,13 +55,14 @@ class LieDerivative(Estimate):
 
 
 class Spread(_Strict):
-    """One metric across random members: interval for one member (``functional.invariance.Spread``),
-    clipped to the metric's range (ratios >= 0, consistency in [0, 1])."""
+    """One metric across random members, with a 95% interval for one member's value
+    (``functional.invariance.Spread``): ratios and Lie derivatives on a log scale when all are > 0,
+    consistency clipped to [0, 1]."""
 
     mean: float | None
     low: float | None
     high: float | None
-    interval: Literal["percentile", "t_prediction", "none"]
+    interval: Literal["percentile", "t_prediction", "t_prediction_log", "none"]
     n: int
     values: list[float | None]
 
@@ -93,8 +93,9 @@ class RankedTransform(_Strict):
     ci95: tuple[float, float] | None
     init_mean: float | None
     init_interval: tuple[float, float] | None
-    versus_init: Literal["more_invariant", "less_invariant", "within_init_range"] | None = Field(
-        description="the weights' ci95 lies below / above the random members' interval, or overlaps it"
+    versus_init: Literal["more_invariant", "less_invariant", "within_init_range", "exact_at_both"] | None = Field(
+        description="the weights' ci95 lies below / above the random members' interval, or overlaps it; "
+        f"exact_at_both: the weights and every member are at or below {EXACT_TOLERANCE:g} (float round-off)"
     )
 
 
@@ -111,7 +112,9 @@ class InvarianceResult(_Strict):
     sample_shape: list[int]
     output_shape: list[int]
     n_inputs: int
-    classifier: bool = Field(description="from the task; without one, assumed for vector outputs (per input or position) of >= 2 entries")
+    classifier: bool = Field(
+        description="from the task; without one, assumed for vector outputs (per input or position) of >= 2 entries"
+    )
     bootstrap: int
     init_seeds: list[int]
     transforms: dict[str, TransformReport]
@@ -197,7 +200,9 @@ class Invariance(Probe):
             seen.add(name)
             check_transform(name, kind, magnitude, [*_LOC, i])
             if name == "custom" and permutation is None:
-                raise InputError.at(list(_LOC), "transform 'custom' needs task.input_permutation (a permutation of the input indices)")
+                raise InputError.at(
+                    list(_LOC), "transform 'custom' needs task.input_permutation (a permutation of the input indices)"
+                )
             transforms.append(build_transform(name, kind, shape, magnitude, permutation, [*_LOC, i]))
         return transforms
 
@@ -231,24 +236,24 @@ class Invariance(Probe):
         """The probe's work on given inputs ``x`` ``(N, *sample_shape)`` and built transforms.
 
         ``classifier=None`` (no task) assumes class scores when the output per input, or per position,
-        is a vector of >= 2 entries. Used by ``run``, and
-        directly by the experiments (e.g. image transforms on an MLP that flattens images).
+        is a vector of >= 2 entries. Used by ``run``, and directly by the experiments (e.g. image
+        transforms on an MLP that flattens images).
         """
         progress = progress or (lambda fraction, message: None)
         params, n = self.params, x.shape[0]
         seeds = init_member_seeds(seed, params.n_init_samples)
-        ensembles = [StackedEnsemble([model])]
+        ensembles = [F.StackedEnsemble([model])]
         if seeds:
-            ensembles.append(StackedEnsemble([make_member(s) for s in seeds]))
+            ensembles.append(F.StackedEnsemble([make_member(s) for s in seeds]))
 
         def evaluate(inputs: torch.Tensor) -> torch.Tensor:  # (members, N, *out), uploaded first
-            return torch.cat([_in_batches(ensemble, inputs, params.batch_size) for ensemble in ensembles])
+            return torch.cat([ensemble(inputs) for ensemble in ensembles])
 
         rng = np.random.default_rng([seed % 2**63, _BOOTSTRAP_TAG])
         partner = torch.as_tensor(F.derangement(n, rng), device=x.device)
         counts = F.bootstrap_counts(n, params.bootstrap, rng)
         with torch.no_grad():
-            fx = evaluate(x)
+            fx = _in_batches(evaluate, x, params.batch_size)
             out_shape = tuple(fx.shape[2:])
             if classifier is None:  # no task: class scores are a vector per input or per position
                 classifier = len(out_shape) in (1, 2) and out_shape[-1] >= 2
@@ -259,7 +264,7 @@ class Invariance(Probe):
                 progress(j / len(transforms), f"transform {transform.name}")
                 transform_seed = _transform_seed(seed, transform.name)
                 draws = transform.sample(n, torch.Generator().manual_seed(transform_seed))
-                fgx = _in_batches(evaluate, x, params.batch_size, lambda lo, hi, xb: transform.apply(xb, draws[lo:hi]), axis=1)
+                fgx = _in_batches(evaluate, x, params.batch_size, lambda lo, hi, xb: transform.apply(xb, draws[lo:hi]))
                 terms = _metric_terms(transform, fx, fgx, draws, reference, out_shape, classifier)
                 if transform.continuous:
                     terms["lie"] = self._lie_squares(transform, ensembles, x, transform_seed)
@@ -271,7 +276,9 @@ class Invariance(Probe):
             bootstrap=params.bootstrap, init_seeds=seeds, transforms=reports, summary=_summarize(reports),
         )
 
-    def _lie_squares(self, transform: Transform, ensembles: list["StackedEnsemble"], x: torch.Tensor, seed: int) -> np.ndarray:
+    def _lie_squares(
+        self, transform: Transform, ensembles: list[F.StackedEnsemble], x: torch.Tensor, seed: int
+    ) -> np.ndarray:
         """``||d/dt_k f_m(g_t x_i)||^2`` as ``(K, members, N)``; tangents once, derivatives in input batches."""
         tangents = transform.tangents(x, seed)
         size, chunks = self.params.batch_size, []
@@ -280,43 +287,6 @@ class Invariance(Probe):
             derivatives = torch.cat([ensemble.lie_derivative(xb, tb) for ensemble in ensembles], dim=1)
             chunks.append(F.squared_norms(derivatives, 3))
         return np.concatenate(chunks, axis=2)
-
-
-class StackedEnsemble:
-    """S same-architecture modules evaluated as one function with ``torch.func`` (vmap over members).
-
-    Parameters and buffers are copied (``torch.func.stack_module_state``, detached); a copy of the
-    first module on the meta device, in eval mode and without forward hooks, supplies the code. The
-    modules themselves are never called or changed.
-    """
-
-    def __init__(self, modules: Sequence[torch.nn.Module]):
-        params, buffers = torch.func.stack_module_state(list(modules))
-        self.params = {k: v.detach() for k, v in params.items()}
-        self.buffers = {k: v.detach() for k, v in buffers.items()}
-        self.base = copy.deepcopy(modules[0]).to("meta").eval()
-        for module in self.base.modules():
-            module._forward_hooks.clear()
-            module._forward_pre_hooks.clear()
-
-    def _member(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
-        return torch.func.functional_call(self.base, (params, buffers), (x,))
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Outputs ``(S, N, *out)`` for inputs ``(N, ...)``."""
-        return torch.func.vmap(self._member, in_dims=(0, 0, None))(self.params, self.buffers, x)
-
-    def lie_derivative(self, x: torch.Tensor, tangents: torch.Tensor) -> torch.Tensor:
-        """``J_s(x) v_k`` as ``(K, S, N, *out)``: ``functional.invariance.lie_derivative`` per member.
-
-        The member vmap is outermost (each member's forward-mode pass vmapped over the K tangents
-        inside it): measured faster than vmapping the generators around the whole ensemble.
-        """
-
-        def one(params: dict, buffers: dict) -> torch.Tensor:
-            return F.lie_derivative(lambda inputs: self._member(params, buffers, inputs), x, tangents)
-
-        return torch.func.vmap(one, in_dims=(0, 0), out_dims=1)(self.params, self.buffers)
 
 
 def select_inputs(context: ProbeContext, kind: str, shape: tuple[int, ...], n_inputs: int) -> tuple[torch.Tensor, str]:
@@ -350,13 +320,14 @@ def _transform_seed(seed: int, name: str) -> int:
     return int(state[0])
 
 
-def _in_batches(fn, x: torch.Tensor, batch_size: int, prepare=None, axis: int = 1) -> torch.Tensor:
-    """``fn`` over input batches of ``x`` (optionally transformed by ``prepare(lo, hi, batch)``), joined on ``axis``."""
+def _in_batches(fn, x: torch.Tensor, batch_size: int, prepare=None) -> torch.Tensor:
+    """``fn`` over input batches of ``x`` (each optionally transformed by ``prepare(lo, hi, batch)``),
+    joined on the input axis of the ensemble outputs (axis 1)."""
     parts = []
     for lo in range(0, x.shape[0], batch_size):
         batch = x[lo : lo + batch_size]
         parts.append(fn(batch if prepare is None else prepare(lo, lo + batch.shape[0], batch)))
-    return torch.cat(parts, dim=axis)
+    return torch.cat(parts, dim=1)
 
 
 def _metric_terms(transform, fx, fgx, draws, reference, out_shape, classifier) -> dict[str, Any]:
@@ -374,8 +345,10 @@ def _metric_terms(transform, fx, fgx, draws, reference, out_shape, classifier) -
 
 
 def _report(transform, terms, outputs_flat, counts, out_shape, with_init) -> TransformReport:
+    """One transform's report: estimates with ci95 for member 0 (the weights), spreads over the rest."""
     members = terms["invariance"].shape[0]
     per_member: dict[str, list[F.Estimate]] = {}
+    per_generator: dict[str, float | None] = {}
     for m in range(members):
         boot = counts if m == 0 else None  # intervals over inputs for the weights; members get a spread
         row = {"invariance_ratio": F.ratio_estimate(terms["invariance"][m], terms["reference"][m], boot)}
@@ -396,14 +369,18 @@ def _report(transform, terms, outputs_flat, counts, out_shape, with_init) -> Tra
     def spread(key):
         if key not in per_member:
             return None
-        bounds = (0.0, 1.0) if key == "consistency" else (0.0, None)
-        return Spread(**vars(F.member_spread([e.value for e in per_member[key][1:]], bounds)))
+        values = [e.value for e in per_member[key][1:]]
+        if key == "consistency":
+            return Spread(**vars(F.member_spread(values, bounds=(0.0, 1.0))))
+        return Spread(**vars(F.member_spread(values, bounds=(0.0, None), log_scale=True)))  # ratios: scale-free
 
     lie = None
     if "lie_derivative" in per_member:
         first = per_member["lie_derivative"][0]
-        lie = LieDerivative(value=first.value, ci95=first.ci95, unit=f"1/({transform.t_unit})^2", t_unit=transform.t_unit,
-                            generators=list(transform.generators), per_generator=per_generator)
+        lie = LieDerivative(
+            value=first.value, ci95=first.ci95, unit=f"1/({transform.t_unit})^2", t_unit=transform.t_unit,
+            generators=list(transform.generators), per_generator=per_generator,
+        )
     init = None
     if with_init:
         init = InitMetrics(invariance_ratio=spread("invariance_ratio"), equivariance_ratio=spread("equivariance_ratio"),
@@ -419,21 +396,22 @@ def _report(transform, terms, outputs_flat, counts, out_shape, with_init) -> Tra
 
 
 def _summarize(reports: dict[str, TransformReport]) -> InvarianceSummary:
-    rows = []
+    rows, built_in = [], []
     for name, report in reports.items():
         ratio, init = report.invariance_ratio, report.init.invariance_ratio if report.init else None
+        if init is not None and init.values and all(v is not None and v <= EXACT_TOLERANCE for v in init.values):
+            built_in.append(name)
         interval = (init.low, init.high) if init is not None and init.low is not None else None
         versus = None
-        if interval is not None and ratio.ci95 is not None:
+        if name in built_in and ratio.value is not None and ratio.value <= EXACT_TOLERANCE:
+            versus = "exact_at_both"  # both are round-off; comparing their sizes would mean nothing
+        elif interval is not None and ratio.ci95 is not None:
             versus = ("more_invariant" if ratio.ci95[1] < interval[0]
                       else "less_invariant" if ratio.ci95[0] > interval[1] else "within_init_range")
-        rows.append(RankedTransform(name=name, invariance_ratio=ratio.value, ci95=ratio.ci95,
-                                    init_mean=None if init is None else init.mean, init_interval=interval, versus_init=versus))
+        rows.append(RankedTransform(
+            name=name, invariance_ratio=ratio.value, ci95=ratio.ci95, init_mean=None if init is None else init.mean,
+            init_interval=interval, versus_init=versus,
+        ))
     rows.sort(key=lambda r: math.inf if r.invariance_ratio is None else r.invariance_ratio)
     exact = [r.name for r in rows if r.invariance_ratio is not None and r.invariance_ratio <= EXACT_TOLERANCE]
-    built_in = []
-    for name, report in reports.items():
-        values = report.init.invariance_ratio.values if report.init is not None else []
-        if values and all(v is not None and v <= EXACT_TOLERANCE for v in values):
-            built_in.append(name)
     return InvarianceSummary(ranking=rows, exactly_invariant=exact, built_in=built_in)

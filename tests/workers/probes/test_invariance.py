@@ -11,8 +11,8 @@ from models.specs import parse_arch
 from workers.data.builtin import load_builtin
 from workers.errors import InputError
 from workers.probes.base import ProbeContext
-from workers.probes.functional.invariance import linear_permutation_ratio
-from workers.probes.invariance import EXACT_TOLERANCE, Invariance, _transform_seed, StackedEnsemble, select_inputs
+from workers.probes.functional.invariance import StackedEnsemble, linear_permutation_ratio
+from workers.probes.invariance import EXACT_TOLERANCE, Invariance, _transform_seed, select_inputs
 from workers.runspec import TaskSpec
 from workers.transforms import build_transform
 
@@ -52,6 +52,7 @@ def test_circular_cnn_is_exactly_shift_invariant_for_the_weights_and_every_membe
     assert shift.consistency.value == 1.0
     assert result.transforms["translate"].invariance_ratio.value > 1e-3  # zero padding breaks it
     assert result.summary.exactly_invariant == ["circular_shift"] == result.summary.built_in
+    assert result.summary.ranking[0].versus_init == "exact_at_both"
     assert [row.name for row in result.summary.ranking] == ["circular_shift", "translate"]
     assert shift.equivariance_ratio is None and "image-to-image" in shift.equivariance_note
     assert shift.kind == "discrete" and shift.lie_derivative is None and shift.magnitude == 2
@@ -125,7 +126,7 @@ def test_image_to_image_model_is_equivariant_to_circular_shifts():
 
 def test_task_test_set_is_subsampled_and_classifier_metrics_follow_the_task():
     dataset = load_builtin("digits", {"flatten": False, "n_classes": 3}, seed=0)
-    arch = {"name": "vit", "in_channels": 1, "image_size": 8, "patch_size": 4, "dim": 8, "depth": 1, "heads": 2, "out_dim": 3}
+    arch = {**VIT, "image_size": 8, "patch_size": 4}
     ctx = context(arch, dataset=dataset)
     result = run(ctx, transforms=["horizontal_flip", "brightness"])
     assert result.inputs == "task_test_set" and result.n_inputs == 32 and result.classifier

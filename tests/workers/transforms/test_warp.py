@@ -43,7 +43,8 @@ def test_warp_matches_a_direct_kernel_sum_at_random_points():
 
 def test_integer_coordinates_read_pixels_exactly():
     x = torch.rand(1, 2, 5, 5, dtype=torch.float64)
-    rows, cols = torch.meshgrid(torch.arange(5.0, dtype=torch.float64), torch.arange(5.0, dtype=torch.float64), indexing="ij")
+    axis = torch.arange(5.0, dtype=torch.float64)
+    rows, cols = torch.meshgrid(axis, axis, indexing="ij")
     assert torch.equal(warp(x, rows[None], cols[None]), x)
 
 

@@ -18,6 +18,7 @@ from workers.probes.functional.intervals import bootstrap_bits, clopper_pearson
 from workers.probes.functional.noncentral_chi2 import NcChi2Fit, bits_below, goodness_of_fit, mle_fit
 
 MIN_FINITE_LOSSES = 30
+FIT_ADEQUATE_PVALUE = 0.01
 EXTRAPOLATION_THRESHOLD = 10  # fewer losses below epsilon than this: the bits rest on the fitted tail
 
 
@@ -141,6 +142,9 @@ def estimate_bits(
             "df": fit.df, "noncentrality": fit.nc, "scale": fit.scale, "loglik": fit.loglik,
             "converged": fit.converged, "method": fit.method,
             "ks_statistic": ks_statistic, "ks_pvalue": ks_pvalue,
+            # The KS p-value is optimistic (parameters fitted to the same data), so a small one is
+            # strong evidence that the chi-squared model does not describe these losses.
+            "adequate": bool(ks_pvalue >= FIT_ADEQUATE_PVALUE),
         },
         diverged=diverged,
         histogram={"edges": edges.tolist(), "counts": counts.tolist()},

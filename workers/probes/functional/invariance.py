@@ -15,13 +15,15 @@ Every estimate comes with a percentile bootstrap ``ci95`` over inputs: inputs ar
 replacement (as multinomial counts, so a statistic is a weighted mean), the statistic is recomputed
 on each resample, and the 2.5th and 97.5th percentiles of the defined values form the interval.
 
-The Lie derivative is forward-mode: ``torch.func.jvp`` vmapped over the generators' tangents.
+The Lie derivative is forward-mode: ``torch.func.jvp`` vmapped over the generators' tangents;
+``StackedEnsemble`` evaluates S random members as one function (vmap over stacked parameters).
 ``lie_derivative_double_backward`` computes the same Jacobian-vector products with reverse mode
 twice (the classic trick), for the benchmark and as an independent reference in tests.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -47,8 +49,9 @@ class Estimate:
 class Spread:
     """One metric across random members: ``values`` per member (``None`` where undefined), ``n``
     members where defined, their ``mean``, and a 95% interval ``[low, high]`` for *one* random
-    member: percentiles with ``n >= 20``, Student-t prediction interval
-    ``mean ± t(0.975, n-1) sd sqrt(1 + 1/n)`` with ``2 <= n < 20``, none below."""
+    member: percentiles with ``n >= 20``; with ``2 <= n < 20`` the Student-t prediction interval
+    ``m ± t(0.975, n-1) sd sqrt(1 + 1/n)`` of the values (``"t_prediction"``) or of their logarithms,
+    exponentiated (``"t_prediction_log"``, see ``member_spread``); none below 2."""
 
     mean: float | None
     low: float | None
@@ -142,7 +145,9 @@ def total_variance(outputs: np.ndarray, weights: np.ndarray | None = None) -> np
     return second - np.sum(first * first, axis=1)
 
 
-def lie_estimate(squared: np.ndarray, outputs: np.ndarray, counts: np.ndarray | None) -> tuple[Estimate, list[float | None]]:
+def lie_estimate(
+    squared: np.ndarray, outputs: np.ndarray, counts: np.ndarray | None
+) -> tuple[Estimate, list[float | None]]:
     """Normalised Lie derivative from ``squared[k, i] = ||d/dt_k f(g_t x_i)||^2`` and outputs ``(N, D)``.
 
     Returns the estimate of ``mean_{k,i} squared / Var f`` with its bootstrap interval, and the
@@ -194,6 +199,43 @@ def lie_derivative_double_backward(
     return products.detach()
 
 
+class StackedEnsemble:
+    """S same-architecture modules evaluated as one function with ``torch.func`` (vmap over members).
+
+    Parameters and buffers are copied (``torch.func.stack_module_state``, detached); a copy of the
+    first module on the meta device, in eval mode and without forward hooks, supplies the code. The
+    modules themselves are never called or changed.
+    """
+
+    def __init__(self, modules: Sequence[torch.nn.Module]):
+        params, buffers = torch.func.stack_module_state(list(modules))
+        self.params = {k: v.detach() for k, v in params.items()}
+        self.buffers = {k: v.detach() for k, v in buffers.items()}
+        self.base = copy.deepcopy(modules[0]).to("meta").eval()
+        for module in self.base.modules():
+            module._forward_hooks.clear()
+            module._forward_pre_hooks.clear()
+
+    def _member(self, params: dict, buffers: dict, x: torch.Tensor) -> torch.Tensor:
+        return torch.func.functional_call(self.base, (params, buffers), (x,))
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs ``(S, N, *out)`` for inputs ``(N, ...)``."""
+        return torch.func.vmap(self._member, in_dims=(0, 0, None))(self.params, self.buffers, x)
+
+    def lie_derivative(self, x: torch.Tensor, tangents: torch.Tensor) -> torch.Tensor:
+        """``J_s(x) v_k`` as ``(K, S, N, *out)``: ``functional.invariance.lie_derivative`` per member.
+
+        The member vmap is outermost (each member's forward-mode pass vmapped over the K tangents
+        inside it): measured faster than vmapping the generators around the whole ensemble.
+        """
+
+        def one(params: dict, buffers: dict) -> torch.Tensor:
+            return lie_derivative(lambda inputs: self._member(params, buffers, inputs), x, tangents)
+
+        return torch.func.vmap(one, in_dims=(0, 0), out_dims=1)(self.params, self.buffers)
+
+
 def linear_permutation_ratio(weight: np.ndarray, permutation: Sequence[int]) -> float:
     """Closed form of ``invariance_ratio`` for ``f(x) = W x``, ``x ~ N(0, I)``, ``(Px)_i = x_{perm[i]}``:
     ``||W (P - I)||_F^2 / (2 ||W||_F^2)`` (METHODS.md §2)."""
@@ -205,12 +247,16 @@ def linear_permutation_ratio(weight: np.ndarray, permutation: Sequence[int]) -> 
     return float(np.sum(difference**2) / (2.0 * np.sum(weight**2)))
 
 
-def member_spread(values: Sequence[float | None], bounds: tuple[float | None, float | None] = (None, None)) -> Spread:
+def member_spread(
+    values: Sequence[float | None], bounds: tuple[float | None, float | None] = (None, None), log_scale: bool = False
+) -> Spread:
     """Mean and 95% interval of one metric over random members (method in ``Spread``).
 
-    ``bounds``: the metric's range, e.g. ``(0, None)`` for ratios, ``(0, 1)`` for a fraction; a
-    t interval is clipped to it (a symmetric interval around a skewed non-negative metric can
-    otherwise reach below 0).
+    ``log_scale``: for a positive, scale-free metric (a ratio), build the t interval on ``log(values)``
+    and exponentiate it (``"t_prediction_log"``), so that a right-skewed spread over a few members
+    is not summarised by a symmetric interval reaching below 0; used when every value is > 0.
+    ``bounds``: the metric's range, e.g. ``(0, 1)`` for a fraction; a plain t interval is clipped
+    to it.
     """
     defined = np.array([v for v in values if v is not None], dtype=np.float64)
     n = int(defined.size)
@@ -221,9 +267,15 @@ def member_spread(values: Sequence[float | None], bounds: tuple[float | None, fl
         low, high = (float(q) for q in np.percentile(defined, [2.5, 97.5]))
         interval = "percentile"
     elif n >= 2:
-        half_width = float(stats.t.ppf(0.975, n - 1) * defined.std(ddof=1) * np.sqrt(1.0 + 1.0 / n))
-        low, high = mean - half_width, mean + half_width
-        low = low if bounds[0] is None else max(low, bounds[0])
-        high = high if bounds[1] is None else min(high, bounds[1])
-        interval = "t_prediction"
+        logged = log_scale and bool(np.all(defined > 0))
+        sample = np.log(defined) if logged else defined
+        centre = float(sample.mean())
+        half_width = float(stats.t.ppf(0.975, n - 1) * sample.std(ddof=1) * np.sqrt(1.0 + 1.0 / n))
+        low, high = centre - half_width, centre + half_width
+        if logged:
+            low, high, interval = float(np.exp(low)), float(np.exp(high)), "t_prediction_log"
+        else:
+            low = low if bounds[0] is None else max(low, bounds[0])
+            high = high if bounds[1] is None else min(high, bounds[1])
+            interval = "t_prediction"
     return Spread(mean=mean, low=low, high=high, interval=interval, n=n, values=tuple(values))

@@ -298,28 +298,60 @@ def log_cdf(x, df: float, nc: float, scale: float):
             log_z = np.log(xp) - math.log(2.0 * scale)  # not log(x / 2s): that could underflow
         z = np.exp(log_z)
         lam = 0.5 * nc
-        n_terms = 1 if lam == 0 else int(math.ceil(lam + 40.0 * math.sqrt(lam) + 40.0))
-        while True:
-            j = np.arange(n_terms, dtype=np.float64)
-            log_pois = stats.poisson.logpmf(j, lam) if lam > 0 else np.zeros(1)
-            # Chunk x so one (x, j) block stays around 4 million entries.
-            rows = max(1, 4_000_000 // n_terms)
-            result, last = np.empty(xp.size), np.empty(xp.size)
-            for i in range(0, xp.size, rows):
-                sl = slice(i, i + rows)
-                shape = (xp[sl].size, n_terms)
-                a = np.broadcast_to(0.5 * df + j, shape)
-                terms = log_pois + _log_regularized_lower_gamma(
-                    a, np.broadcast_to(z[sl, None], shape), np.broadcast_to(log_z[sl, None], shape)
-                )
-                result[sl] = special.logsumexp(terms, axis=1)
-                last[sl] = terms[:, -1]
-            if lam == 0 or np.all(last < result - _LOG_TERM_CUTOFF):
-                break
-            n_terms *= 2
-        out[positive] = result
+        if lam == 0:
+            out[positive] = _log_regularized_lower_gamma(np.full(xp.shape, 0.5 * df), z, log_z)
+        else:
+            out[positive] = _log_poisson_mixture(df, lam, z, log_z)
     out = out.reshape(xs.shape)
     return float(out) if out.ndim == 0 else out
+
+
+def _log_mixture_terms(j: np.ndarray, df: float, lam: float, z: np.ndarray, log_z: np.ndarray) -> np.ndarray:
+    """``ln Pois(j; lam) + ln P(df/2 + j, z)`` for ``j`` of shape (n_x, k) and ``z`` of shape (n_x,)."""
+    shape = j.shape
+    log_pois = j * math.log(lam) - lam - special.gammaln(j + 1.0)
+    return log_pois + _log_regularized_lower_gamma(
+        0.5 * df + j, np.broadcast_to(z[:, None], shape), np.broadcast_to(log_z[:, None], shape)
+    )
+
+
+def _log_poisson_mixture(df: float, lam: float, z: np.ndarray, log_z: np.ndarray) -> np.ndarray:
+    """``ln sum_j Pois(j; lam) P(df/2 + j, z)`` summed over a window around each x's largest term.
+
+    The terms are unimodal in ``j`` (a log-concave Poisson weight times a CDF that falls with j),
+    so the peak is found by bisection on the sign of the forward difference and only the window
+    where terms are within ``e^-40`` of it is summed. The window is never wider than the Poisson
+    spread (about ``9 sqrt(lam)`` each side); summing ``0..lam + 40 sqrt(lam)`` instead costs
+    millions of terms per point once ``nc`` is large, which the fit's search does visit.
+    """
+    upper = int(math.ceil(lam + 40.0 * math.sqrt(lam) + 40.0))
+    lo, hi = np.zeros(z.shape, dtype=np.int64), np.full(z.shape, upper, dtype=np.int64)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        pair = np.stack([mid, mid + 1], axis=1).astype(np.float64)
+        values = _log_mixture_terms(pair, df, lam, z, log_z)
+        rising = values[:, 1] > values[:, 0]
+        lo, hi = np.where(rising, mid + 1, lo), np.where(rising, hi, mid)
+    peak = lo
+    half_width = int(math.ceil(9.0 * math.sqrt(lam) + 64.0))
+    while True:
+        offsets = np.arange(-half_width, half_width + 1)
+        result = np.empty(z.shape)
+        edge_ok = np.ones(z.shape, dtype=bool)
+        # Chunk x so one (x, j) block stays around 4 million entries.
+        rows = max(1, 4_000_000 // offsets.size)
+        for i in range(0, z.size, rows):
+            sl = slice(i, i + rows)
+            j = peak[sl, None] + offsets[None, :]
+            valid = (j >= 0) & (j <= upper)
+            terms = np.where(valid, _log_mixture_terms(np.clip(j, 0, upper).astype(np.float64), df, lam, z[sl], log_z[sl]), -np.inf)
+            result[sl] = special.logsumexp(terms, axis=1)
+            left = np.where(j[:, 0] > 0, terms[:, 0], -np.inf)
+            right = np.where(j[:, -1] < upper, terms[:, -1], -np.inf)
+            edge_ok[sl] = (np.maximum(left, right) < result[sl] - _LOG_TERM_CUTOFF)
+        if np.all(edge_ok) or half_width > upper:
+            return result
+        half_width *= 2
 
 
 def bits_below(epsilon: float, fit: NcChi2Fit) -> float:

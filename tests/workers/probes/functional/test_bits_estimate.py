@@ -107,3 +107,13 @@ def test_same_seed_gives_the_same_estimate():
 def test_unusable_inputs_raise_clear_errors(losses, match):
     with pytest.raises(ValueError, match=match):
         estimate_bits(losses, 1.0, n_boot=5)
+
+
+def test_losses_the_model_cannot_describe_are_flagged():
+    # Random-init cross-entropy on 10 classes: every loss within 0.2% of ln 10. A loc-0 chi-squared
+    # would need df far beyond its cap, so the fit is poor and must say so.
+    losses = 2.3 + 0.005 * np.random.default_rng(0).normal(size=1000)
+    estimate = estimate_bits(losses, 0.1)
+    assert estimate.fit["adequate"] is False and estimate.fit["ks_pvalue"] < 0.01
+    clean = estimate_bits(0.1 * np.random.default_rng(1).noncentral_chisquare(5, 3, 1000), 0.3)
+    assert clean.fit["adequate"] is True

@@ -147,13 +147,21 @@ def test_member_spread_uses_t_prediction_then_percentiles():
     spread = F.member_spread(values)
     defined = np.array([1.0, 2.0, 4.0])
     half = stats.t.ppf(0.975, 2) * defined.std(ddof=1) * np.sqrt(1 + 1 / 3)
-    assert (spread.mean, spread.low, spread.high) == pytest.approx((defined.mean(), defined.mean() - half, defined.mean() + half))
+    mean = defined.mean()
+    assert (spread.mean, spread.low, spread.high) == pytest.approx((mean, mean - half, mean + half))
     assert spread.interval == "t_prediction" and spread.n == 3 and spread.values == tuple(values)
     many = list(np.linspace(0, 1, 25))
     spread = F.member_spread(many)
-    assert spread.interval == "percentile" and (spread.low, spread.high) == pytest.approx(tuple(np.percentile(many, [2.5, 97.5])))
+    assert spread.interval == "percentile"
+    assert (spread.low, spread.high) == pytest.approx(tuple(np.percentile(many, [2.5, 97.5])))
     assert F.member_spread([3.0]).interval == "none" and F.member_spread([3.0]).low is None
     skewed = F.member_spread([0.01, 0.02, 1.0], bounds=(0.0, None))
     assert skewed.low == 0.0 and skewed.high == pytest.approx(F.member_spread([0.01, 0.02, 1.0]).high)
+    logged = F.member_spread([0.01, 0.02, 1.0], log_scale=True)
+    logs = np.log([0.01, 0.02, 1.0])
+    half = stats.t.ppf(0.975, 2) * logs.std(ddof=1) * np.sqrt(1 + 1 / 3)
+    assert logged.interval == "t_prediction_log" and logged.mean == pytest.approx(1.03 / 3)
+    assert (logged.low, logged.high) == pytest.approx((np.exp(logs.mean() - half), np.exp(logs.mean() + half)))
+    assert F.member_spread([0.0, 0.02, 1.0], log_scale=True).interval == "t_prediction"  # a zero: no logarithm
     assert F.member_spread([0.5, 0.9, 1.0], bounds=(0.0, 1.0)).high == 1.0
     assert F.member_spread([]).mean is None
