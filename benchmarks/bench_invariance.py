@@ -1,7 +1,7 @@
 """Benchmark: the invariance probe's forward-mode Lie derivative against double-backward JVPs.
 
 All methods compute the same Jacobian-vector products ``J_s(x) v_k`` for S random members
-(``workers.probes.invariance.StackedEnsemble``), the K generator tangents of a transform
+(``workers.probes.functional.invariance.StackedEnsemble``), the K generator tangents of a transform
 (``Transform.tangents``) and N inputs, in the same process:
 
 - ``jvp``: ``StackedEnsemble.lie_derivative`` (``torch.func.jvp`` vmapped over the tangents, members
@@ -37,8 +37,7 @@ import torch
 
 from models.registry import build_model
 from models.specs import parse_arch
-from workers.probes.functional.invariance import lie_derivative, lie_derivative_double_backward
-from workers.probes.invariance import StackedEnsemble
+from workers.probes.functional.invariance import StackedEnsemble, lie_derivative_double_backward
 from workers.transforms import build_transform
 
 CONFIGS = {
@@ -46,6 +45,8 @@ CONFIGS = {
     "vit": {"name": "vit", "in_channels": 3, "image_size": 16, "patch_size": 4, "dim": 64, "depth": 2, "heads": 4,
             "out_dim": 10},
     "mlp": {"name": "mlp", "in_dim": 3 * 16 * 16, "hidden": [256, 256], "out_dim": 10},
+    # Deep and narrow: the graph a double backward keeps grows with depth, forward mode's does not.
+    "mlp_deep": {"name": "mlp", "in_dim": 3 * 16 * 16, "hidden": [128] * 12, "out_dim": 10, "residual": True},
 }
 
 
@@ -108,7 +109,7 @@ def peak_bytes(call: Callable[[], torch.Tensor], device: torch.device) -> int:
 def bench_one(family: str, members: int, inputs: int, transform_name: str, repeats: int, device: torch.device) -> dict:
     arch = parse_arch(CONFIGS[family])
     models = [build_model(arch, seed=s, device=device) for s in range(members)]
-    if family == "mlp":
+    if family.startswith("mlp"):
         models = [_Flatten(m) for m in models]
     ensemble = StackedEnsemble(models)
     shape = (3, 16, 16)
@@ -118,7 +119,8 @@ def bench_one(family: str, members: int, inputs: int, transform_name: str, repea
 
     def forward_mode(chunk: int = inputs) -> torch.Tensor:
         with torch.no_grad():
-            parts = [ensemble.lie_derivative(x[lo : lo + chunk], tangents[:, lo : lo + chunk]) for lo in range(0, inputs, chunk)]
+            parts = [ensemble.lie_derivative(x[lo : lo + chunk], tangents[:, lo : lo + chunk])
+                     for lo in range(0, inputs, chunk)]
         return torch.cat(parts, dim=2)
 
     def autograd_functional() -> torch.Tensor:

@@ -190,6 +190,8 @@ def execute_run(
     Raises:
         InputError for problems with the user's input; anything else is a probe failure.
     """
+    if spec.model.arch is None:
+        raise InputError.at(["model", "arch"], "an architecture spec is required (uploaded model ids work only through the API)")
     probes = instantiate_probes(spec)
     device = device or pick_device("auto")
     prepared = prepare_model(spec, weights_path=weights_path, weights_format=weights_format, device=device)

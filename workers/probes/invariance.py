@@ -186,10 +186,13 @@ class Invariance(Probe):
 
     def check_inputs(self, arch, task) -> None:
         super().check_inputs(arch, task)
-        if arch is None:
-            return  # the arch of an uploaded model is checked when the run starts
         kind, shape = input_signature(arch)
         self.build_transforms(kind, shape, None if task is None else task.input_permutation)
+
+    def check_dataset(self, description: dict) -> None:
+        # x' must be another test input, so a single test row cannot define the ratio's denominator.
+        if description.get("n_test", 2) < 2:
+            raise InputError.at(["task", "dataset"], "the invariance probe needs at least 2 test inputs")
 
     def build_transforms(self, kind: str, shape: tuple[int, ...], permutation: Sequence[int] | None) -> list[Transform]:
         """The requested transforms for ``kind`` inputs; ``InputError`` at ``probes.invariance.transforms[.i]``."""

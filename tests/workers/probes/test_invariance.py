@@ -149,9 +149,9 @@ def test_token_inputs_are_synthetic_ids_with_sequence_transforms_by_default():
 
 
 def test_batch_size_does_not_change_the_numbers():
-    ctx = context(VIT)
-    small = run(ctx, transforms=["rotate", "gaussian_noise", "circular_shift"], n_inputs=12, batch_size=5)
-    large = run(ctx, transforms=["rotate", "gaussian_noise", "circular_shift"], n_inputs=12, batch_size=256)
+    ctx = context(CIRCULAR_CNN)
+    small = run(ctx, transforms=["rotate", "gaussian_noise", "vertical_flip"], n_inputs=12, batch_size=5)
+    large = run(ctx, transforms=["rotate", "gaussian_noise", "vertical_flip"], n_inputs=12, batch_size=256)
     for name in small.transforms:
         a, b = small.transforms[name], large.transforms[name]
         assert a.invariance_ratio.value == pytest.approx(b.invariance_ratio.value, rel=1e-5)
@@ -161,9 +161,9 @@ def test_batch_size_does_not_change_the_numbers():
 
 
 def test_deterministic_per_seed_and_result_is_strict_json():
-    first = run(context(VIT, seed=3), transforms=["translate", "vertical_flip"])
-    second = run(context(VIT, seed=3), transforms=["translate", "vertical_flip"])
-    other = run(context(VIT, seed=4), transforms=["translate", "vertical_flip"])
+    first = run(context(CIRCULAR_CNN, seed=3), transforms=["translate", "vertical_flip"])
+    second = run(context(CIRCULAR_CNN, seed=3), transforms=["translate", "vertical_flip"])
+    other = run(context(CIRCULAR_CNN, seed=4), transforms=["translate", "vertical_flip"])
     assert first == second and first != other
     payload = json.dumps(first.model_dump(mode="json"), allow_nan=False)
     assert Invariance.Result.model_validate_json(payload) == first
@@ -172,12 +172,12 @@ def test_deterministic_per_seed_and_result_is_strict_json():
 
 def test_stacked_ensemble_equals_each_member_called_alone():
     arch = parse_arch(VIT)
-    members = [build_model(arch, seed=s) for s in range(3)]
+    members = [build_model(arch, seed=s) for s in range(2)]
     ensemble = StackedEnsemble(members)
     x, tangents = torch.rand(5, 1, 4, 4), torch.randn(2, 5, 1, 4, 4)
     with torch.no_grad():
         stacked, derivatives = ensemble(x), ensemble.lie_derivative(x, tangents)
-    assert derivatives.shape == (2, 3, 5, 3)
+    assert derivatives.shape == (2, 2, 5, 3)
     for i, member in enumerate(members):
         torch.testing.assert_close(stacked[i], member(x))
         for k in range(2):
@@ -201,7 +201,7 @@ def test_model_is_left_untouched_and_never_called():
 
 
 def test_summary_ranks_and_compares_with_random_init():
-    result = run(context(VIT), transforms=["rotate", "brightness", "horizontal_flip"], n_init_samples=3)
+    result = run(context(CIRCULAR_CNN), transforms=["rotate", "brightness", "horizontal_flip"], n_init_samples=3)
     ratios = [row.invariance_ratio for row in result.summary.ranking]
     assert ratios == sorted(ratios)
     for row in result.summary.ranking:
@@ -216,7 +216,7 @@ def test_summary_ranks_and_compares_with_random_init():
 
 
 def test_magnitudes_are_applied_and_reported():
-    result = run(context(VIT), transforms=[{"name": "rotate", "magnitude": 90}, "brightness"])
+    result = run(context(CIRCULAR_CNN), transforms=[{"name": "rotate", "magnitude": 90}, "brightness"])
     assert result.transforms["rotate"].magnitude == 90.0 and "degrees" in result.transforms["rotate"].magnitude_meaning
     assert result.transforms["brightness"].magnitude == 0.1
 
@@ -241,6 +241,14 @@ def test_check_inputs_refuses_transforms_that_do_not_fit(transforms, loc, fragme
         assert "'circular_shift'" in error["msg"] and "'gaussian_noise'" in error["msg"]
     with pytest.raises(InputError):
         probe.run(context(VIT))
+
+
+def test_check_dataset_needs_two_test_inputs():
+    probe = Invariance()
+    probe.check_dataset(load_builtin("digits", {"flatten": False, "n_classes": 2}, seed=0).describe())
+    with pytest.raises(InputError) as info:
+        probe.check_dataset({"n_test": 1})
+    assert info.value.errors[0]["loc"] == ["task", "dataset"]
 
 
 def test_custom_needs_a_permutation_of_the_right_length():

@@ -100,6 +100,8 @@ def _moments_case(losses) -> tuple[float, float, float, str]:
 
 
 _DEBYE_MIN_ORDER = 50.0
+# Above this Poisson mean (nc/2) the log-CDF uses the saddlepoint approximation (see there).
+_SADDLEPOINT_ABOVE_LAMBDA = 1e4
 
 
 def moments_fit(losses) -> tuple[float, float, float]:
@@ -300,10 +302,39 @@ def log_cdf(x, df: float, nc: float, scale: float):
         lam = 0.5 * nc
         if lam == 0:
             out[positive] = _log_regularized_lower_gamma(np.full(xp.shape, 0.5 * df), z, log_z)
+        elif lam > _SADDLEPOINT_ABOVE_LAMBDA:
+            out[positive] = _saddlepoint_log_cdf(xp / scale, df, nc)
         else:
             out[positive] = _log_poisson_mixture(df, lam, z, log_z)
     out = out.reshape(xs.shape)
     return float(out) if out.ndim == 0 else out
+
+
+def _saddlepoint_log_cdf(x: np.ndarray, df: float, nc: float) -> np.ndarray:
+    """Lugannani-Rice saddlepoint ``ln P(ncx2(df, nc) <= x)``, in log space.
+
+    Used when ``nc/2`` is so large that summing the Poisson mixture would take tens of thousands of
+    terms per point; there the relative error of the approximation is O(1/nc), far below anything a
+    bootstrap interval resolves. Cumulant generating function ``K(t) = -df/2 ln(1-2t) + nc t/(1-2t)``;
+    with ``u = 1/(1-2t)`` the saddlepoint equation ``K'(t) = df u + nc u^2 = x`` has a closed form.
+    """
+    u = (-df + np.sqrt(df * df + 4.0 * nc * x)) / (2.0 * nc)
+    t = 0.5 * (1.0 - 1.0 / u)
+    cgf = 0.5 * df * np.log(u) + nc * t * u
+    k2 = 2.0 * df * u * u + 4.0 * nc * u**3
+    w = np.sign(t) * np.sqrt(np.maximum(2.0 * (t * x - cgf), 0.0))
+    v = t * np.sqrt(k2)
+    out = special.log_ndtr(w)
+    away = np.abs(w) > 1e-4  # at the mean both w and v vanish; Phi(w) alone is exact to O(w)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        mills = np.exp(-0.5 * w * w - 0.5 * math.log(2.0 * math.pi) - out)  # phi(w) / Phi(w)
+        factor = 1.0 + mills * (1.0 / w - 1.0 / v)
+        corrected = out + np.log(factor)
+        # Barndorff-Nielsen's form when the Lugannani-Rice factor loses its sign far in the tail.
+        fallback = special.log_ndtr(w + np.log(v / w) / w)
+    good = away & np.isfinite(corrected) & (factor > 0)
+    out = np.where(good, corrected, np.where(away & np.isfinite(fallback), fallback, out))
+    return out
 
 
 def _log_mixture_terms(j: np.ndarray, df: float, lam: float, z: np.ndarray, log_z: np.ndarray) -> np.ndarray:

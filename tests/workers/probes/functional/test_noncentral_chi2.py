@@ -166,3 +166,14 @@ def test_goodness_of_fit_accepts_the_true_family_and_rejects_a_wrong_one():
     rng = np.random.default_rng(8)
     bimodal = np.concatenate([rng.uniform(1.0, 1.1, 1000), rng.uniform(5.0, 5.1, 1000)])
     assert goodness_of_fit(bimodal, mle_fit(bimodal))[1] < 1e-6
+
+
+
+@pytest.mark.parametrize(("df", "nc"), [(5.0, 2.5e4), (100.0, 3e4), (1e3, 5e4)])
+def test_saddlepoint_branch_matches_the_poisson_mixture(df, nc):
+    from workers.probes.functional.noncentral_chi2 import _log_poisson_mixture, _saddlepoint_log_cdf
+
+    mean, sd = df + nc, math.sqrt(2 * (df + 2 * nc))
+    x = np.array([mean - 7 * sd, mean - 3 * sd, mean - sd, mean + sd])
+    exact = _log_poisson_mixture(df, nc / 2, x / 2, np.log(x / 2))
+    np.testing.assert_allclose(_saddlepoint_log_cdf(x, df, nc), exact, rtol=1e-6)
