@@ -10,13 +10,14 @@ from workers.errors import InputError
 from workers.probes.base import Probe
 from workers.probes.inductive_bias import InductiveBias
 from workers.probes.invariance import Invariance
+from workers.probes.sharpness import Sharpness
 from workers.probes.simplicity import Simplicity
 from workers.probes.weight_spectrum import WeightSpectrum
 
 if TYPE_CHECKING:
     from workers.runspec import RunSpec
 
-PROBES: dict[str, type[Probe]] = {probe.name: probe for probe in (InductiveBias, Invariance, Simplicity, WeightSpectrum)}
+PROBES: dict[str, type[Probe]] = {probe.name: probe for probe in (InductiveBias, Invariance, Sharpness, Simplicity, WeightSpectrum)}
 
 
 def get_probe_class(name: str) -> type[Probe]:
