@@ -59,9 +59,10 @@ DATASET_PARAMS = {"digits-flat": {"flatten": True}, "digits-image": {"flatten": 
 
 # Defaults except for sample sizes, kept small so the demo runs in a few minutes on a laptop CPU.
 PROBE_OVERRIDES = {
-    "inductive_bias": {"n_hypotheses": 300},
-    "invariance": {"n_inputs": 128, "n_init_samples": 4},
-    "simplicity": {"grid_size": 32, "n_init_samples": 8},
+    "inductive_bias": {"n_hypotheses": 120},
+    "invariance": {"n_inputs": 64, "n_init_samples": 4},
+    "simplicity": {"grid_size": 32, "n_planes": 2, "n_init_samples": 4},
+    "sharpness": {"max_train_samples": 256, "top_k": 3, "n_lanczos_iter": 12, "hutchinson_probes": 16},
 }
 # mse against one-hot targets, as in Boopathy et al.; the examples train on the same loss so the
 # uploaded weights' own test loss is comparable with the sampled hypotheses'.
