@@ -338,7 +338,7 @@ class InductiveBias(Probe):
             if context.task.loss == "mse":
                 weights, noncentralities, offset = gp_kernel.kernel_mse_distribution(posterior, self._test_targets(context.dataset))
                 exact = generalized_chi2_log_cdf(epsilon, weights, noncentralities, offset)
-                extra["exact_bits"] = None if not np.isfinite(exact.bits) else float(exact.bits)
+                extra["exact_bits"] = None if not np.isfinite(exact.bits) else 0.0 + float(exact.bits)  # no -0.0
                 extra["exact_method"] = exact.method
         if label == MAIN_SPACE and context.has_uploaded_weights and sampler != "kernel":
             model_loss = _model_test_loss(context)
