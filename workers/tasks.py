@@ -18,31 +18,25 @@ def worker_runtime() -> Runtime:
     return Runtime(get_settings())
 
 
-@celery_app.task(
-    name=RUN_TASK,
+# Both tasks are idempotent (claims are conditional UPDATEs), so late acks and redelivery are safe.
+# Only a database that is briefly unreachable is worth retrying; probe errors are recorded.
+_TASK_OPTIONS = dict(
     bind=True,
     acks_late=True,
     reject_on_worker_lost=True,
-    # Only a database that is briefly unreachable is worth retrying; probe errors are recorded.
     autoretry_for=(OperationalError, ConnectionError),
     retry_backoff=True,
     retry_backoff_max=120,
     max_retries=5,
 )
+
+
+@celery_app.task(name=RUN_TASK, **_TASK_OPTIONS)
 def run_probes(self, run_id: str) -> str:
     return process_run(run_id, worker_runtime(), worker=self.request.hostname or "celery", submit_shard=_submit_shard)
 
 
-@celery_app.task(
-    name=SHARD_TASK,
-    bind=True,
-    acks_late=True,
-    reject_on_worker_lost=True,
-    autoretry_for=(OperationalError, ConnectionError),
-    retry_backoff=True,
-    retry_backoff_max=120,
-    max_retries=5,
-)
+@celery_app.task(name=SHARD_TASK, **_TASK_OPTIONS)
 def run_shard(self, shard_id: str) -> str:
     return process_shard(shard_id, worker_runtime(), worker=self.request.hostname or "celery")
 

@@ -30,13 +30,12 @@ from workers.probes.functional.complexity import (
     poly_order,
 )
 from workers.probes.functional.grids import DEFAULT_SPREAD, Grid, grid_kind, make_grid
+from workers.probes.functional.member_spread import member_spread
 
 METRICS = ("mean_frequency", "poly_order", "lz_complexity")
 # Mixed into the run seed so the members' and the grid's random streams differ from the model's own.
 _MEMBER_SEED_TAG = 0x51B1E
 _GRID_SEED_TAG = 0x6121D
-# Below this many members a percentile interval is mostly the min and max; use a t interval instead.
-_MIN_MEMBERS_FOR_PERCENTILE = 20
 # Grid values of one network (channels x planes x points) kept at once: the float64 FFT of 2**24
 # values takes ~270 MB. Members are scored in batches that stay under it.
 MAX_VALUES_PER_NETWORK = 2**24
@@ -442,20 +441,11 @@ def _model_block(scores: dict[str, torch.Tensor], weights: str) -> ModelComplexi
 
 def _spread(values: list[float | None], model_value: float | None) -> MetricSpread:
     """Mean, 95% interval for one random member, and the model's percentile (method in ``MetricSpread``)."""
-    defined = np.array([v for v in values if v is not None], dtype=np.float64)
-    n = int(defined.size)
-    mean = float(defined.mean()) if n else None
-    low = high = None
-    interval = "none"
-    if n >= _MIN_MEMBERS_FOR_PERCENTILE:
-        low, high = (float(q) for q in np.percentile(defined, [2.5, 97.5]))
-        interval = "percentile"
-    elif n >= 2:
-        half_width = stats.t.ppf(0.975, n - 1) * defined.std(ddof=1) * np.sqrt(1.0 + 1.0 / n)
-        low, high = mean - float(half_width), mean + float(half_width)
-        interval = "t_prediction"
+    spread = member_spread(values)
+    mean, low, high, interval, n = spread.mean, spread.low, spread.high, spread.interval, spread.n
     percentile = None
     if n and model_value is not None:
+        defined = [v for v in values if v is not None]
         percentile = float(stats.percentileofscore(defined, model_value, kind="mean"))
     return MetricSpread(
         mean=mean, low=low, high=high, interval=interval, n=n, values=list(values), model_percentile=percentile

@@ -12,7 +12,6 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
-from scipy import stats
 
 from workers.probes.base import Probe, ProbeContext, ProbeParams
 from workers.probes.functional.spectrum import (
@@ -28,6 +27,7 @@ from workers.probes.functional.spectrum import (
     weightwatcher_eigenvalue_scale,
     weightwatcher_skip_reason,
 )
+from workers.probes.functional.member_spread import member_spread
 
 # Which modules carry a weight matrix the probe analyses. Attention projections in this codebase are
 # plain nn.Linear layers (q, k, v, out), so they are covered; subclasses count too.
@@ -40,8 +40,6 @@ _LAYER_TYPES: tuple[tuple[type[torch.nn.Module], LayerType], ...] = (
 )
 # Mixed into the seed of the random members so their stream differs from the model's own seed.
 _INIT_SEED_TAG = 0x5BEC7
-# Below this many members a percentile interval is mostly the min and max; use a t interval instead.
-_MIN_MEMBERS_FOR_PERCENTILE = 20
 
 
 class _Strict(BaseModel):
@@ -358,16 +356,6 @@ def _summarize(layers: list[LayerSpectrum]) -> SpectrumSummary:
 
 def _spread(values: list[float | None]) -> MetricSpread:
     """Mean and 95% interval for one random member's value (method in ``MetricSpread``)."""
-    defined = np.array([v for v in values if v is not None], dtype=np.float64)
-    n = int(defined.size)
-    mean = float(defined.mean()) if n else None
-    low = high = None
-    interval = "none"
-    if n >= _MIN_MEMBERS_FOR_PERCENTILE:
-        low, high = (float(q) for q in np.percentile(defined, [2.5, 97.5]))
-        interval = "percentile"
-    elif n >= 2:
-        half_width = stats.t.ppf(0.975, n - 1) * defined.std(ddof=1) * np.sqrt(1.0 + 1.0 / n)
-        low, high = mean - float(half_width), mean + float(half_width)
-        interval = "t_prediction"
+    spread = member_spread(values)
+    mean, low, high, interval, n = spread.mean, spread.low, spread.high, spread.interval, spread.n
     return MetricSpread(mean=mean, low=low, high=high, interval=interval, n=n, values=list(values))

@@ -31,10 +31,8 @@ import numpy as np
 import torch
 from scipy import stats
 
-# Below this many members a percentile interval is mostly the min and max; use a t interval instead
-# (the same rule as the weight_spectrum probe, so "init" intervals read alike across probes).
-MIN_MEMBERS_FOR_PERCENTILE = 20
-
+# Shared with the other probes' "init" blocks; re-exported for the invariance probe's callers.
+from workers.probes.functional.member_spread import MIN_MEMBERS_FOR_PERCENTILE, Spread, member_spread  # noqa: F401
 
 @dataclass(frozen=True)
 class Estimate:
@@ -43,22 +41,6 @@ class Estimate:
 
     value: float | None
     ci95: tuple[float, float] | None
-
-
-@dataclass(frozen=True)
-class Spread:
-    """One metric across random members: ``values`` per member (``None`` where undefined), ``n``
-    members where defined, their ``mean``, and a 95% interval ``[low, high]`` for *one* random
-    member: percentiles with ``n >= 20``; with ``2 <= n < 20`` the Student-t prediction interval
-    ``m ± t(0.975, n-1) sd sqrt(1 + 1/n)`` of the values (``"t_prediction"``) or of their logarithms,
-    exponentiated (``"t_prediction_log"``, see ``member_spread``); none below 2."""
-
-    mean: float | None
-    low: float | None
-    high: float | None
-    interval: str
-    n: int
-    values: tuple[float | None, ...]
 
 
 def squared_norms(difference: torch.Tensor, sample_dims: int) -> np.ndarray:
@@ -247,35 +229,3 @@ def linear_permutation_ratio(weight: np.ndarray, permutation: Sequence[int]) -> 
     return float(np.sum(difference**2) / (2.0 * np.sum(weight**2)))
 
 
-def member_spread(
-    values: Sequence[float | None], bounds: tuple[float | None, float | None] = (None, None), log_scale: bool = False
-) -> Spread:
-    """Mean and 95% interval of one metric over random members (method in ``Spread``).
-
-    ``log_scale``: for a positive, scale-free metric (a ratio), build the t interval on ``log(values)``
-    and exponentiate it (``"t_prediction_log"``), so that a right-skewed spread over a few members
-    is not summarised by a symmetric interval reaching below 0; used when every value is > 0.
-    ``bounds``: the metric's range, e.g. ``(0, 1)`` for a fraction; a plain t interval is clipped
-    to it.
-    """
-    defined = np.array([v for v in values if v is not None], dtype=np.float64)
-    n = int(defined.size)
-    mean = float(defined.mean()) if n else None
-    low = high = None
-    interval = "none"
-    if n >= MIN_MEMBERS_FOR_PERCENTILE:
-        low, high = (float(q) for q in np.percentile(defined, [2.5, 97.5]))
-        interval = "percentile"
-    elif n >= 2:
-        logged = log_scale and bool(np.all(defined > 0))
-        sample = np.log(defined) if logged else defined
-        centre = float(sample.mean())
-        half_width = float(stats.t.ppf(0.975, n - 1) * sample.std(ddof=1) * np.sqrt(1.0 + 1.0 / n))
-        low, high = centre - half_width, centre + half_width
-        if logged:
-            low, high, interval = float(np.exp(low)), float(np.exp(high)), "t_prediction_log"
-        else:
-            low = low if bounds[0] is None else max(low, bounds[0])
-            high = high if bounds[1] is None else min(high, bounds[1])
-            interval = "t_prediction"
-    return Spread(mean=mean, low=low, high=high, interval=interval, n=n, values=tuple(values))
