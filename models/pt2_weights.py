@@ -4,7 +4,7 @@ Why we do not call ``torch.export.load`` on uploads (checked against torch 2.13'
 ``torch/export/pt2_archive/_package.py`` and ``torch/_export/serde/serialize.py``): a ``.pt2`` is a
 zip archive, and loading it as a program unpickles and evaluates parts of it. Weights whose
 entry in ``data/weights/model_weights_config.json`` says ``use_pickle`` go through
-``torch.load(..., weights_only=False)``; constants go through ``torch.load(weights_only=False)``,
+``torch.load`` with ``weights_only=False``; constants go through that same unsafe ``torch.load``,
 ``pickle.loads`` or the TorchScript unpickler; the example inputs ``data/sample_inputs/model.pt``
 that every archive carries are read with ``weights_only=True`` but *fall back to
 ``weights_only=False``* when that fails; symbolic shape strings in the program JSON go through
