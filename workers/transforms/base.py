@@ -160,3 +160,12 @@ def nonzero_offsets(n: int, radius: int, dims: int, generator: torch.Generator) 
         digits.append(flat % side - radius)
         flat = flat // side
     return torch.stack(digits[::-1], dim=1)
+
+
+class ParameterFree:
+    """Mixin for transforms with a single fixed group element (flips, reversal, a given
+    permutation): every draw is the same, so ``sample`` returns no parameters. List it first among
+    the bases so it provides ``sample``."""
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        return torch.empty(n, 0)

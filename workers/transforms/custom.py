@@ -9,10 +9,10 @@ from collections.abc import Sequence
 
 import torch
 
-from workers.transforms.base import Transform
+from workers.transforms.base import ParameterFree, Transform
 
 
-class CustomPermutation(Transform):
+class CustomPermutation(ParameterFree, Transform):
     """``x -> x.flatten()[permutation].reshape(x.shape)`` for every input (deterministic, discrete)."""
 
     name = "custom"
@@ -27,9 +27,6 @@ class CustomPermutation(Transform):
         if index.ndim != 1 or index.numel() != size or not torch.equal(index.sort().values, torch.arange(size)):
             raise ValueError(f"needs a permutation of 0..{size - 1} (the flattened input of shape {list(sample_shape)})")
         self.permutation = index
-
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.empty(n, 0)
 
     def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         flat = x.reshape(x.shape[0], -1)

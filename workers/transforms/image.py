@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from workers.transforms.base import Magnitude, Transform, gather_along, nonzero_offsets
+from workers.transforms.base import Magnitude, ParameterFree, Transform, gather_along, nonzero_offsets
 from workers.transforms.warp import affine_warp, central_gradient, pixel_grid
 
 _IMAGE = frozenset({"image"})
@@ -162,27 +162,21 @@ class Scale(_WarpTransform):
         return self.flow(x, params)
 
 
-class HorizontalFlip(_SpatialTransform):
+class HorizontalFlip(ParameterFree, _SpatialTransform):
     """Mirror left-right (the column axis)."""
 
     name = "horizontal_flip"
     description = "mirror image left-right"
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.empty(n, 0)
-
     def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         return x.flip(-1)
 
 
-class VerticalFlip(_SpatialTransform):
+class VerticalFlip(ParameterFree, _SpatialTransform):
     """Mirror top-bottom (the row axis)."""
 
     name = "vertical_flip"
     description = "mirror image top-bottom"
-
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.empty(n, 0)
 
     def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         return x.flip(-2)

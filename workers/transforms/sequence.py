@@ -9,7 +9,14 @@ from __future__ import annotations
 
 import torch
 
-from workers.transforms.base import Magnitude, Transform, gather_along, nonzero_offsets, random_permutations
+from workers.transforms.base import (
+    Magnitude,
+    ParameterFree,
+    Transform,
+    gather_along,
+    nonzero_offsets,
+    random_permutations,
+)
 
 
 class _SequenceTransform(Transform):
@@ -53,14 +60,11 @@ class CyclicShift(_SequenceTransform):
         return gather_along(x, (positions - params[:, 0:1].to(x.device)) % self.length, axis=1)
 
 
-class Reversal(_SequenceTransform):
+class Reversal(ParameterFree, _SequenceTransform):
     """Reverse the order of the positions."""
 
     name = "reversal"
     description = "reverse the order of the positions"
-
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return torch.empty(n, 0)
 
     def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         return x.flip(1)
