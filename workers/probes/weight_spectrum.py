@@ -287,7 +287,7 @@ class WeightSpectrum(Probe):
             for _, kind, weight in found:
                 stack = weight_matrices(weight.detach(), params.conv_mode)
                 reason = weightwatcher_skip_reason(kind, tuple(weight.shape)) if weightwatcher else None
-                if reason is None and not bool(torch.isfinite(weight).all()):
+                if reason is None and not _all_finite(weight):
                     reason = "the weights contain NaN or inf"
                 reasons.append(reason)
                 stacks.append(stack)
@@ -321,6 +321,15 @@ def init_member_seeds(seed: int, n: int) -> list[int]:
     """Seeds of the ``n`` random members: 31-bit integers drawn from ``SeedSequence((seed, tag))``."""
     sequence = np.random.SeedSequence((seed % 2**64, _INIT_SEED_TAG))
     return [int(s) & 0x7FFFFFFF for s in sequence.generate_state(n, dtype=np.uint32)]
+
+
+def _all_finite(weight: torch.Tensor) -> bool:
+    """Whether every entry is finite, from one float64 sum: any NaN or inf makes it NaN or inf, and
+    finite float16/32 entries cannot overflow it. A third of ``torch.isfinite(w).all()``'s time on CPU,
+    where that was a visible share of the probe's time on wide layers."""
+    if weight.dtype == torch.float64:
+        return bool(torch.isfinite(weight).all())  # a float64 sum of finite values can overflow
+    return bool(torch.isfinite(weight.sum(dtype=torch.float64)))
 
 
 def _spectral_layers(model: torch.nn.Module):

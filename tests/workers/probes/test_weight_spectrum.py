@@ -234,6 +234,14 @@ def test_non_finite_weights_and_models_without_layers():
     fc = {layer.name: layer for layer in run(model, build=ConvNet, n_init_samples=0).layers}["fc"]
     assert fc.log_norm is None and "NaN" in fc.skipped_reason
 
+    # +inf and -inf together (their sum is NaN), and a float64 layer (whose sum could overflow).
+    for dtype, values in ((torch.float32, (float("inf"), float("-inf"))), (torch.float64, (float("inf"),))):
+        model = seeded(ConvNet, 0).to(dtype)
+        for k, value in enumerate(values):
+            model.fc.weight.data[0, k] = value
+        fc = {layer.name: layer for layer in run(model, build=ConvNet, n_init_samples=0).layers}["fc"]
+        assert fc.log_norm is None and "NaN or inf" in fc.skipped_reason
+
     empty = run(nn.Sequential(nn.ReLU()), build=lambda: nn.Sequential(nn.ReLU()), n_init_samples=2)
     assert empty.layers == [] and empty.summary.n_layers == 0 and empty.summary.alpha is None
     assert empty.svd_dtype is None and empty.init.metrics["alpha"].n == 0

@@ -35,6 +35,7 @@ from typing import Literal
 
 import numpy as np
 import torch
+from scipy.linalg.blas import dsyrk
 
 from workers.probes.functional.powerlaw import (
     WW_SMALL_N_CUTOFF,
@@ -210,11 +211,29 @@ def _matrix_eigenvalues(
 def _gram_eigenvalues(batch: torch.Tensor) -> np.ndarray:
     rows, cols = batch.shape[-2], batch.shape[-1]
     if batch.device.type == "cpu":
-        w = batch.numpy()
-        gram = w @ w.swapaxes(-1, -2) if rows <= cols else w.swapaxes(-1, -2) @ w
-        return np.linalg.eigvalsh(gram)
+        return np.linalg.eigvalsh(_cpu_gram_lower(batch.contiguous().numpy()), UPLO="L")
     gram = batch @ batch.mT if rows <= cols else batch.mT @ batch
     return torch.linalg.eigvalsh(gram).cpu().numpy()
+
+
+def _cpu_gram_lower(w: np.ndarray) -> np.ndarray:
+    """The smaller Gram matrix of each C-contiguous float64 matrix in ``w`` ``(S, rows, cols)``, lower
+    triangle only (the upper one is left unset: ``eigvalsh(..., UPLO="L")`` never reads it).
+
+    BLAS ``dsyrk`` computes one triangle of ``A A^T``: half the flops of a matmul, and measured twice
+    as fast as NumPy's batched ``w @ w^T`` on 512 x 512 float64 slices. Each C-contiguous matrix is
+    handed over as its Fortran-ordered transpose and each result written in place (no copies).
+    """
+    n, rows, cols = w.shape
+    k = min(rows, cols)
+    gram = np.empty((n, k, k))
+    # With a = w[i]^T in Fortran order: trans=1 gives a^T a = w w^T (rows x rows), trans=0 gives
+    # a a^T = w^T w (cols x cols). The upper triangle of a Fortran-ordered result is the lower one of
+    # the C-ordered gram[i] it is written into.
+    trans = 1 if rows <= cols else 0
+    for i in range(n):
+        dsyrk(1.0, w[i].T, trans=trans, lower=0, c=gram[i].T, overwrite_c=1)
+    return gram
 
 
 def _squared_singular_values(batch: torch.Tensor) -> np.ndarray:
