@@ -133,7 +133,7 @@ def run_case(case: Case, dataset: Dataset, epochs: int, device: torch.device, se
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--epochs", type=int, default=2)
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--wide-width", type=int, default=1024)
     parser.add_argument("--wide-hypotheses", type=int, default=8)
     parser.add_argument("--wide-batch-size", type=int, default=256)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     device = torch.device(args.device)
@@ -176,6 +176,7 @@ def main() -> None:
         print(f"{r['case']:<6} {r['arch']:<16} {r['S']:>4} {r['batched_hps']:>12.1f} {r['loop_hps']:>9.2f} "
               f"{r['speedup']:>7.1f}x {r['gflops']:>8.1f} {r['peak_fraction']:>9.2f} {r['max_rel_diff']:>12.1e} "
               f"{r['batched_s']:>9.2f}")
+    return rows
 
 
 if __name__ == "__main__":
