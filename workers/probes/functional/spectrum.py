@@ -232,7 +232,9 @@ def _cpu_gram_lower(w: np.ndarray) -> np.ndarray:
     # the C-ordered gram[i] it is written into.
     trans = 1 if rows <= cols else 0
     for i in range(n):
-        dsyrk(1.0, w[i].T, trans=trans, lower=0, c=gram[i].T, overwrite_c=1)
+        result = dsyrk(1.0, w[i].T, trans=trans, lower=0, c=gram[i].T, overwrite_c=1)
+        if not np.shares_memory(result, gram):  # f2py copied instead of writing in place
+            gram[i] = result.T
     return gram
 
 
