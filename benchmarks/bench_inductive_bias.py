@@ -144,12 +144,15 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--wide-width", type=int, default=1024)
     parser.add_argument("--wide-hypotheses", type=int, default=8)
     parser.add_argument("--wide-batch-size", type=int, default=256)
+    parser.add_argument("--matmul-size", type=int, default=None, help="reference matmul size (default 2048, 4096 on CUDA)")
     args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
 
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     device = torch.device(args.device)
     dataset = load_builtin("digits", {}, 0)
-    matmul_size = 4096 if device.type == "cuda" else 2048
+    matmul_size = args.matmul_size or (4096 if device.type == "cuda" else 2048)
     # The matmul reference is measured before and after the cases and the higher figure kept: a
     # slow moment of a shared machine must not shrink the denominator and flatter the fraction.
     peak_before = matmul_flops_per_second(device, matmul_size)

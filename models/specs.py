@@ -17,7 +17,7 @@ Activation = Literal["relu", "gelu", "tanh", "sigmoid", "gaussian", "sin", "iden
 
 class _Spec(BaseModel):
     # Unknown keys are almost always typos ("hiden"); refusing them beats silently ignoring them.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class InitSpec(_Spec):

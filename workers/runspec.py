@@ -16,7 +16,7 @@ from models.specs import ArchSpec
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class BuiltinDatasetRef(BaseModel):

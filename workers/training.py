@@ -15,27 +15,24 @@ from workers.runspec import TrainSpec
 def training_loss(loss: str, outputs: torch.Tensor, targets: torch.Tensor, dataset: Dataset) -> torch.Tensor:
     """Differentiable loss used for training. ``zero_one`` is not differentiable, so a task whose
     evaluation loss is 0-1 trains with cross-entropy (the usual surrogate)."""
-    fitted = fit_targets(loss, targets, dataset, outputs.shape[-1])
-    return member_training_losses(loss, outputs.unsqueeze(0), fitted.unsqueeze(0), dataset)[0]
+    return member_training_losses(loss, outputs.unsqueeze(0), targets.unsqueeze(0), dataset)[0]
 
 
-def fit_targets(loss: str, targets: torch.Tensor, dataset: Dataset, n_outputs: int) -> torch.Tensor:
-    """What the outputs are fitted to: one-hot rows (in the outputs' float dtype) for ``mse`` on class
-    labels, otherwise the targets as they are. Computed once per training set by batched trainers,
-    which then gather rows per step instead of re-encoding every minibatch."""
-    if dataset.task_type == "classification" and loss == "mse":
-        return F.one_hot(targets, num_classes=n_outputs).to(torch.get_default_dtype())
-    return targets
+def member_training_losses(loss: str, outputs: torch.Tensor, targets: torch.Tensor, dataset: Dataset) -> torch.Tensor:
+    """``training_loss`` of each of S models at once: ``outputs`` ``(S, B, *out)`` against ``targets``
+    ``(S, B, ...)`` -> ``(S,)``, each the mean over its own batch.
 
-
-def member_training_losses(loss: str, outputs: torch.Tensor, fitted: torch.Tensor, dataset: Dataset) -> torch.Tensor:
-    """``training_loss`` of each of S models at once: ``outputs`` ``(S, B, *out)`` against ``fitted``
-    ``(S, B, ...)`` rows of ``fit_targets`` -> ``(S,)``, each the mean over its own batch."""
+    ``mse`` on class labels compares with one-hot rows, built per batch (``S * B * classes``, never
+    the whole training set: with many classes that would not fit) directly in the outputs' dtype.
+    """
     S = outputs.shape[0]
-    if dataset.task_type == "classification" and loss != "mse":
-        per_sample = F.cross_entropy(outputs.flatten(0, 1), fitted.flatten(0, 1), reduction="none")
-        return per_sample.view(S, -1).mean(dim=1)
-    residual = outputs - fitted.to(outputs.dtype).reshape(outputs.shape)
+    if dataset.task_type == "classification":
+        if loss != "mse":
+            per_sample = F.cross_entropy(outputs.flatten(0, 1), targets.flatten(0, 1), reduction="none")
+            return per_sample.view(S, -1).mean(dim=1)
+        one_hot = torch.zeros_like(outputs).scatter_(-1, targets.unsqueeze(-1), 1.0)
+        return ((outputs - one_hot) ** 2).reshape(S, -1).mean(dim=1)
+    residual = outputs - targets.reshape(outputs.shape)
     return (residual**2).reshape(S, -1).mean(dim=1)
 
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import logging
+import math
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.services.dispatch import DispatchError
@@ -14,12 +18,33 @@ from workers.errors import InputError
 log = logging.getLogger(__name__)
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float replaced by its name (``"inf"``, ``"-inf"``, ``"nan"``).
+
+    Validation errors echo the offending ``input``; when a client sent ``Infinity`` or ``NaN`` (which
+    Python's JSON parser accepts) that echo is not valid JSON, and serialising it would turn a 422
+    into a 500.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(item) for item in value]
+    return value
+
+
 def input_error_response(exc: InputError, prefix: tuple[str, ...] = ("body",)) -> JSONResponse:
     detail = [{**error, "loc": [*prefix, *error["loc"]]} for error in exc.errors]
-    return JSONResponse(status_code=422, content={"detail": detail})
+    return JSONResponse(status_code=422, content={"detail": json_safe(jsonable_encoder(detail))})
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        # FastAPI's own handler, plus json_safe for inputs like Infinity.
+        return JSONResponse(status_code=422, content={"detail": json_safe(jsonable_encoder(exc.errors()))})
+
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
         return input_error_response(exc)

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -25,8 +26,13 @@ def load(name: str):
 
 def test_inductive_bias_benchmark_batched_equals_loop(capsys):
     bench = load("bench_inductive_bias")
-    rows = bench.main(["--device", "cpu", "--epochs", "1", "--repeats", "1", "--small-hypotheses", "4",
-                       "--wide-width", "32", "--wide-hypotheses", "2", "--wide-batch-size", "64"])
+    threads = torch.get_num_threads()
+    try:
+        rows = bench.main(["--device", "cpu", "--epochs", "1", "--repeats", "1", "--small-hypotheses", "4",
+                           "--wide-width", "32", "--wide-hypotheses", "2", "--wide-batch-size", "64",
+                           "--matmul-size", "256", "--threads", str(threads)])
+    finally:
+        torch.set_num_threads(threads)  # the script sets the thread count for the whole process
     assert [r["case"] for r in rows] == ["small", "wide"]
     for row in rows:
         assert row["max_rel_diff"] < 1e-4

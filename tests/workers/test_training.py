@@ -6,7 +6,7 @@ from models.registry import build_model
 from models.specs import parse_arch
 from workers.data.dataset import Dataset
 from workers.runspec import TrainSpec
-from workers.training import fit_targets, member_training_losses, train_model, training_loss
+from workers.training import member_training_losses, train_model, training_loss
 
 
 def classification(n: int = 12, n_classes: int = 3, seed: int = 0) -> Dataset:
@@ -36,12 +36,12 @@ def test_training_loss_known_values():
     assert reg.item() == pytest.approx((1 + 4) / 2)
 
 
-def test_fit_targets_one_hot_only_for_mse_on_classes():
-    y = torch.tensor([2, 0])
-    assert torch.equal(fit_targets("mse", y, classification(), 3), torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]]))
-    assert fit_targets("cross_entropy", y, classification(), 3) is y
-    r = torch.tensor([0.5, -1.0])
-    assert fit_targets("mse", r, regression(), 1) is r
+def test_mse_on_class_labels_compares_with_one_hot_rows():
+    outputs = torch.tensor([[[0.5, 0.0, 0.0], [0.0, 2.0, 0.0]], [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])
+    labels = torch.tensor([[2, 0], [0, 2]])  # member 1 fits its batch exactly
+    losses = member_training_losses("mse", outputs, labels, classification())
+    # Member 0: ((0.5)^2 + 1 + 1 + 2^2) / 6.
+    torch.testing.assert_close(losses, torch.tensor([6.25 / 6, 0.0]))
 
 
 @pytest.mark.parametrize("loss,make", [("mse", classification), ("cross_entropy", classification), ("mse", regression)])
@@ -51,8 +51,7 @@ def test_member_losses_equal_one_model_at_a_time(loss, make):
     n_out = 3 if dataset.task_type == "classification" else 1
     outputs = torch.randn(5, 6, n_out, generator=g)
     idx = torch.randint(0, dataset.y_train.shape[0], (5, 6), generator=g)
-    fitted = fit_targets(loss, dataset.y_train, dataset, n_out)
-    batched = member_training_losses(loss, outputs, fitted[idx], dataset)
+    batched = member_training_losses(loss, outputs, dataset.y_train[idx], dataset)
     one_by_one = torch.stack([training_loss(loss, outputs[j], dataset.y_train[idx[j]], dataset) for j in range(5)])
     torch.testing.assert_close(batched, one_by_one)
 

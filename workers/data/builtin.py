@@ -31,7 +31,7 @@ MAX_ELEMENTS = 50_000_000
 
 class _Params(BaseModel):
     # Unknown keys are almost always typos ("n_trian"); refusing them beats silently ignoring them.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class _SizedParams(_Params):

@@ -78,7 +78,9 @@ class ProbeContext:
 class ProbeParams(BaseModel):
     """Base for every probe's ``Params``: unknown keys are errors (they are nearly always typos)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or NaN anywhere in a request: JSON parsers accept Infinity/NaN, and a non-finite bound
+    # or epsilon would pass "gt" checks and fail (or mislead) only once the run is executing.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Probe(ABC):

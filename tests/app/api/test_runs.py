@@ -1,5 +1,7 @@
 """Runs through the embedded default (SQLite + in-process worker): the same code path as Celery."""
 
+import json
+
 import numpy as np
 
 from tests.app.api.helpers import MLP_ARCH, dataset_npz_bytes, error_locs, upload_dataset, upload_model
@@ -49,6 +51,26 @@ def test_bad_probe_params_are_422_before_queueing(embedded_client):
     assert ["body", "probes", "weight_spectrum", "typo"] in locs
     response = embedded_client.post("/api/v1/runs", json={"model": {"weights": model["id"]}, "probes": {"no_such_probe": {}}})
     assert response.status_code == 422 and "weight_spectrum" in response.json()["detail"][0]["msg"]
+    assert embedded_client.get("/api/v1/runs").json()["count"] == 0
+
+
+def test_non_finite_numbers_are_422_naming_the_field(embedded_client):
+    # Python's json (and so FastAPI) parses Infinity and NaN; they must not pass "gt 0" checks.
+    model = upload_model(embedded_client)
+    task = {"dataset": {"builtin": "digits"}, "loss": "mse", "target_error": 0.1}
+    cases = [
+        ({"task": {**task, "target_error": float("inf")}, "probes": {"weight_spectrum": {}}}, ["body", "task", "target_error"]),
+        ({"task": task, "probes": {"inductive_bias": {"target_error": float("inf")}}},
+         ["body", "probes", "inductive_bias", "target_error"]),
+        ({"task": task, "probes": {"inductive_bias": {"sampler": "kernel", "lengthscale": float("nan")}}},
+         ["body", "probes", "inductive_bias", "lengthscale"]),
+    ]
+    for extra, loc in cases:
+        body = json.dumps({"model": {"weights": model["id"]}, **extra})  # writes Infinity / NaN
+        response = embedded_client.post("/api/v1/runs", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422, (loc, response.text)
+        error = next(e for e in response.json()["detail"] if e["loc"] == loc)
+        assert "finite" in error["msg"] and error["input"] in ("inf", "nan")  # echoed as a name: valid JSON
     assert embedded_client.get("/api/v1/runs").json()["count"] == 0
 
 

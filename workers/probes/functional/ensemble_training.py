@@ -42,7 +42,7 @@ from workers.probes.functional.ensemble import (
 )
 from workers.probes.functional.hypothesis_loss import test_losses as _test_losses
 from workers.runspec import TrainSpec
-from workers.training import fit_targets, member_training_losses
+from workers.training import member_training_losses
 
 Progress = Callable[[float, str], None]
 Sampler = Literal["init", "trained"]
@@ -110,7 +110,6 @@ def _train_chunk(
     X, y = dataset.X_train.to(ensemble_device(ensemble)), dataset.y_train.to(ensemble_device(ensemble))
     generators = [torch.Generator().manual_seed(data_order_seed(int(s))) for s in seeds]
     optimizer = make_optimizer(train_spec, list(ensemble.params.values()))
-    fitted = None  # fit_targets(y), once the first forward has shown the output size
     n = X.shape[0]
     for epoch in range(train_spec.epochs):
         # One randperm per member, drawn exactly as train_model draws its order.
@@ -118,11 +117,9 @@ def _train_chunk(
         for start in range(0, n, train_spec.batch_size):
             idx = orders[:, start : start + train_spec.batch_size]
             outputs = ensemble_forward_each(ensemble, _gather_rows(X, idx))
-            if fitted is None:
-                fitted = fit_targets(loss, y, dataset, outputs.shape[-1])
             optimizer.zero_grad(set_to_none=True)
             # The sum of the members' own mean losses: member j's gradient is its own loss's.
-            member_training_losses(loss, outputs, _gather_rows(fitted, idx), dataset).sum().backward()
+            member_training_losses(loss, outputs, _gather_rows(y, idx), dataset).sum().backward()
             optimizer.step()
         if progress is not None:
             progress((epoch + 1) / train_spec.epochs, f"epoch {epoch + 1}/{train_spec.epochs}")

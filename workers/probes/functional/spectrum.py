@@ -211,9 +211,19 @@ def _matrix_eigenvalues(
 def _gram_eigenvalues(batch: torch.Tensor) -> np.ndarray:
     rows, cols = batch.shape[-2], batch.shape[-1]
     if batch.device.type == "cpu":
-        return np.linalg.eigvalsh(_cpu_gram_lower(batch.contiguous().numpy()), UPLO="L")
+        w = batch.contiguous().numpy()
+        if min(rows, cols) < _SYRK_MIN_SIZE:
+            # Small matrices: one batched matmul beats a Python loop of BLAS calls.
+            gram = w @ w.swapaxes(-1, -2) if rows <= cols else w.swapaxes(-1, -2) @ w
+            return np.linalg.eigvalsh(gram)
+        return np.linalg.eigvalsh(_cpu_gram_lower(w), UPLO="L")
     gram = batch @ batch.mT if rows <= cols else batch.mT @ batch
     return torch.linalg.eigvalsh(gram).cpu().numpy()
+
+
+# Below this Gram size the per-matrix dsyrk loop costs more in Python calls than it saves in flops
+# (9000 3 x 3 slices: 27 ms looped, 1.6 ms as one batched matmul); from 64 on it is on par or faster.
+_SYRK_MIN_SIZE = 64
 
 
 def _cpu_gram_lower(w: np.ndarray) -> np.ndarray:
