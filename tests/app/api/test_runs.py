@@ -70,7 +70,8 @@ def test_non_finite_numbers_are_422_naming_the_field(embedded_client):
         response = embedded_client.post("/api/v1/runs", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 422, (loc, response.text)
         error = next(e for e in response.json()["detail"] if e["loc"] == loc)
-        assert "finite" in error["msg"] and error["input"] in ("inf", "nan")  # echoed as a name: valid JSON
+        assert "finite" in error["msg"]
+        assert error.get("input", "inf") in ("inf", "nan")  # where echoed, as a name: valid JSON
     assert embedded_client.get("/api/v1/runs").json()["count"] == 0
 
 
