@@ -103,6 +103,12 @@ def test_sharding_and_chunking_do_not_change_the_losses():
     np.testing.assert_array_equal(losses_a, losses_b)
     assert first.bits == second.bits and first.ci95 == second.ci95
 
+    # With the default chunk size (a divisor of shard_size) different shard sizes chunk differently:
+    # the same hypotheses, equal up to float rounding only.
+    context = context_for(arch, dataset, task)
+    run_probe({"sampler": "trained", "n_hypotheses": 120, "shard_size": 40}, context)
+    np.testing.assert_allclose(context.artifacts["losses.model"], losses_a, rtol=1e-6)
+
 
 def test_deterministic_per_seed_and_seed_matters():
     dataset, _ = linear_task()
