@@ -49,6 +49,28 @@ def test_residual_connections_lower_complexity_at_large_scale(results, activatio
         assert value(results, metric, activation, HIGH, "residual") < value(results, metric, activation, HIGH), metric
 
 
+DEPTH_CONFIG = SweepConfig(
+    activations=("relu", "tanh", "gaussian"), scales=(HIGH,), depths=(1, 6), variants=("plain",), width=32,
+    grid_size=16, n_members=4, seed=0,
+)  # fmt: skip
+
+
+def test_depth_raises_tanh_and_gaussian_complexity_more_than_relu():
+    # ReLU is not perfectly flat in depth at these sizes (its mean frequency rose 1.2-1.6x from depth
+    # 1 to 6 over seeds 0-2); what holds robustly is that saturating activations rise faster and
+    # end up far more complex.
+    depth_results = run_sweep(DEPTH_CONFIG)
+
+    def at(metric, activation, depth):
+        return lookup(depth_results, metric, variant="plain", activation=activation, depth=depth, scale=HIGH)
+
+    growth = {a: at("mean_frequency", a, 6) / at("mean_frequency", a, 1) for a in ("relu", "tanh", "gaussian")}
+    for activation in ("tanh", "gaussian"):
+        assert growth[activation] > 1.5, growth
+        assert growth[activation] > growth["relu"], growth
+        assert at("poly_order", activation, 6) > 2.5 * at("poly_order", "relu", 6)
+
+
 def test_table_and_heatmaps_are_written(results, tmp_path):
     csv_path, md_path = write_table(results, tmp_path, CONFIG)
     with csv_path.open() as handle:
