@@ -169,3 +169,20 @@ class ParameterFree:
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.empty(n, 0)
+
+
+class FlowParameterised:
+    """Mixin for continuous transforms whose sampled parameters are the flow time ``t`` itself:
+    ``apply`` is ``flow``, and ``sample`` draws each generator's ``t`` uniform in ``[-r, r]`` with
+    ``r = flow_range()``. List it first among the bases so it provides ``sample`` and ``apply``."""
+
+    def flow_range(self) -> float:
+        """Largest ``|t|`` a draw may take (in ``t_unit``)."""
+        raise NotImplementedError
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        k = len(self.generators)  # type: ignore[attr-defined]
+        return (2 * torch.rand(n, k, generator=generator, dtype=torch.float64) - 1) * self.flow_range()
+
+    def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        return self.flow(x, params)  # type: ignore[attr-defined]

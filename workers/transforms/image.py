@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from workers.transforms.base import Magnitude, ParameterFree, Transform, gather_along, nonzero_offsets
+from workers.transforms.base import FlowParameterised, Magnitude, ParameterFree, Transform, gather_along, nonzero_offsets
 from workers.transforms.warp import affine_warp, central_gradient, pixel_grid
 
 _IMAGE = frozenset({"image"})
@@ -83,7 +83,7 @@ class CircularShift(_SpatialTransform):
         return gather_along(flat, rows * width + cols, axis=-1).reshape(x.shape)
 
 
-class Translate(_WarpTransform):
+class Translate(FlowParameterised, _WarpTransform):
     """Translation by ``(tx, ty)`` pixels, each uniform in ``[-m, m]``, zero padding, cubic resampling."""
 
     name = "translate"
@@ -92,8 +92,8 @@ class Translate(_WarpTransform):
     generators = ("x", "y")
     t_unit = "pixel"
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return (2 * torch.rand(n, 2, generator=generator, dtype=torch.float64) - 1) * self.magnitude
+    def flow_range(self) -> float:
+        return self.magnitude
 
     def flow(self, x: torch.Tensor, t: torch.Tensor, seed: int = 0) -> torch.Tensor:
         identity = torch.eye(2, dtype=x.dtype, device=x.device).expand(x.shape[0], 2, 2)
@@ -103,11 +103,8 @@ class Translate(_WarpTransform):
         zeros = torch.zeros(self.spatial_shape, dtype=dtype, device=device)
         return [(zeros, zeros - 1), (zeros - 1, zeros)]  # x: the source moves left; y: up
 
-    def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        return self.flow(x, params)
 
-
-class Rotate(_WarpTransform):
+class Rotate(FlowParameterised, _WarpTransform):
     """Rotation about the image centre by an angle uniform in ``[-m, m]`` degrees, zero padding.
 
     Positive angles turn the content clockwise as displayed (rows grow downwards); t is in radians.
@@ -119,9 +116,8 @@ class Rotate(_WarpTransform):
     generators = ("angle",)
     t_unit = "radian"
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        degrees = (2 * torch.rand(n, 1, generator=generator, dtype=torch.float64) - 1) * self.magnitude
-        return degrees * (math.pi / 180)
+    def flow_range(self) -> float:
+        return math.radians(self.magnitude)
 
     def flow(self, x: torch.Tensor, t: torch.Tensor, seed: int = 0) -> torch.Tensor:
         angle = t[:, 0].to(dtype=x.dtype, device=x.device)
@@ -133,11 +129,8 @@ class Rotate(_WarpTransform):
         rows, cols = pixel_grid(*self.spatial_shape, dtype, device)
         return [(-cols, rows)]  # d/dt of R(-t) (col, row) at t = 0
 
-    def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        return self.flow(x, params)
 
-
-class Scale(_WarpTransform):
+class Scale(FlowParameterised, _WarpTransform):
     """Zoom about the centre by a factor log-uniform in ``[1/(1+m), 1+m]``; t = natural log of the factor."""
 
     name = "scale"
@@ -146,8 +139,8 @@ class Scale(_WarpTransform):
     generators = ("log_scale",)
     t_unit = "log-scale unit (natural log of the zoom factor)"
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return (2 * torch.rand(n, 1, generator=generator, dtype=torch.float64) - 1) * math.log1p(self.magnitude)
+    def flow_range(self) -> float:
+        return math.log1p(self.magnitude)
 
     def flow(self, x: torch.Tensor, t: torch.Tensor, seed: int = 0) -> torch.Tensor:
         shrink = torch.exp(-t[:, 0].to(dtype=x.dtype, device=x.device))
@@ -157,9 +150,6 @@ class Scale(_WarpTransform):
     def source_velocities(self, dtype, device):
         rows, cols = pixel_grid(*self.spatial_shape, dtype, device)
         return [(-rows, -cols)]  # d/dt of e^-t p at t = 0
-
-    def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        return self.flow(x, params)
 
 
 class HorizontalFlip(ParameterFree, _SpatialTransform):
@@ -182,7 +172,7 @@ class VerticalFlip(ParameterFree, _SpatialTransform):
         return x.flip(-2)
 
 
-class Brightness(_PhotometricTransform):
+class Brightness(FlowParameterised, _PhotometricTransform):
     """Add ``t`` to every pixel, ``t`` uniform in ``[-m, m]`` (in the input's own units)."""
 
     name = "brightness"
@@ -191,17 +181,14 @@ class Brightness(_PhotometricTransform):
     generators = ("brightness",)
     t_unit = "input intensity unit"
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return (2 * torch.rand(n, 1, generator=generator, dtype=torch.float64) - 1) * self.magnitude
+    def flow_range(self) -> float:
+        return self.magnitude
 
     def flow(self, x: torch.Tensor, t: torch.Tensor, seed: int = 0) -> torch.Tensor:
         return x + t[:, 0].to(dtype=x.dtype, device=x.device).reshape(-1, *([1] * (x.ndim - 1)))
 
-    def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        return self.flow(x, params)
 
-
-class Contrast(_PhotometricTransform):
+class Contrast(FlowParameterised, _PhotometricTransform):
     """Scale deviations from each image's mean by ``e^t``, factor log-uniform in ``[1/(1+m), 1+m]``."""
 
     name = "contrast"
@@ -210,16 +197,13 @@ class Contrast(_PhotometricTransform):
     generators = ("log_contrast",)
     t_unit = "log-contrast unit (natural log of the contrast factor)"
 
-    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
-        return (2 * torch.rand(n, 1, generator=generator, dtype=torch.float64) - 1) * math.log1p(self.magnitude)
+    def flow_range(self) -> float:
+        return math.log1p(self.magnitude)
 
     def flow(self, x: torch.Tensor, t: torch.Tensor, seed: int = 0) -> torch.Tensor:
         mean = x.mean(dim=tuple(range(1, x.ndim)), keepdim=True)
         factor = torch.exp(t[:, 0].to(dtype=x.dtype, device=x.device)).reshape(mean.shape)
         return mean + factor * (x - mean)
-
-    def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
-        return self.flow(x, params)
 
 
 class GaussianNoise(_PhotometricTransform):
