@@ -27,6 +27,19 @@ REDIS_URL = os.environ.get("PRIORPROBE_TEST_REDIS_URL", "redis://127.0.0.1:6379/
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One torch thread for a module of tiny-model tests (use with ``pytest.mark.usefixtures``):
+    with more threads each Hessian-vector product is dominated by OpenMP start-up and, on a busy
+    machine, by waiting for descheduled threads (measured 20x slower on 2 shared cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def embedded_settings(tmp_path: Path) -> Settings:
     return Settings(data_dir=tmp_path / "data", database_url=None, broker_url=None, max_upload_bytes=4 * 2**20)

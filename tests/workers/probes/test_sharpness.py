@@ -24,17 +24,8 @@ from workers.probes.base import ProbeContext
 from workers.probes.sharpness import Sharpness, loss_used, subsample_indices
 from workers.runspec import TaskSpec
 
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny models: with more threads, each Hessian-vector product is dominated by OpenMP start-up and,
-    # on a busy machine, by waiting for descheduled threads (measured 20x slower on 2 shared cores).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: Hessian-vector products run on one torch thread (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ARCH = MLPSpec(name="mlp", in_dim=4, hidden=[], out_dim=1)
 

@@ -23,18 +23,8 @@ from workers.probes.functional.hessian import (
     power_iteration_top_eigenvalues,
 )
 
-# torch loads its forward-mode decompositions with torch.jit.script on first use, which warns.
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    # Tiny models: with more threads, each Hessian-vector product is dominated by OpenMP start-up and,
-    # on a busy machine, by waiting for descheduled threads (measured 20x slower on 2 shared cores).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: Hessian-vector products run on one torch thread (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def symmetric(eigenvalues, seed: int) -> np.ndarray:
