@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
-from workers.errors import InputError
+from models.errors import InputError
 
 
 def _fail_on_input_error(exc: InputError) -> None:

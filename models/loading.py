@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from models.pt2_weights import read_pt2_weights
-from workers.errors import InputError
+from models.errors import InputError
 
 # File suffix -> format name; the format names are what callers store and pass as ``format``.
 SUFFIX_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".pt2": "pt2"}

@@ -39,7 +39,7 @@ from typing import Any
 
 import torch
 
-from workers.errors import InputError
+from models.errors import InputError
 
 # Codes of torch._export.serde.schema.ScalarType (pinned here so that reading never imports the
 # deserializer; a test checks them against the installed schema). Only floating types: a weight

@@ -21,7 +21,7 @@ from models.specs import ArchSpec
 from workers.data.builtin import load_builtin
 from workers.data.dataset import Dataset
 from workers.data.files import load_dataset_file
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import LocalShardExecutor, ProbeContext, ProgressFn, ShardExecutor
 from workers.probes.registry import instantiate_probes
 from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef

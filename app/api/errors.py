@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 
 from app.services.dispatch import DispatchError
 from app.storage import BlobTooLarge
-from workers.errors import InputError
+from models.errors import InputError
 
 log = logging.getLogger(__name__)
 

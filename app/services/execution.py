@@ -19,7 +19,7 @@ from app.runtime import Runtime
 from app.services import run_state, shard_state
 from app.services.heartbeat import Heartbeat
 from workers.data.dataset import Dataset
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.registry import instantiate_probes
 from workers.runner import execute_run, load_task_dataset, pick_device, prepare_model, probe_context
 from workers.runspec import RunSpec

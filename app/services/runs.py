@@ -10,7 +10,7 @@ from app.orm.base import utcnow
 from app.services.dispatch import Dispatcher, DispatchError
 from models.specs import parse_arch
 from workers.data.compat import check_dataset_fits
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import Probe
 from workers.probes.registry import instantiate_probes
 from workers.runner import load_task_dataset

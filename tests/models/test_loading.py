@@ -19,7 +19,7 @@ from models.loading import CheckpointMismatch, apply_checkpoint, load_checkpoint
 from models.registry import build_model
 from tests.models.hostile import Payload, corrupted_variants
 from tests.models.tiny_specs import TINY_SPECS, sample_input, tiny_spec
-from workers.errors import InputError
+from models.errors import InputError
 
 
 def _mlp(seed: int = 0):

@@ -21,7 +21,7 @@ from models.pt2_weights import ARCHIVE_VERSION, FLOAT_SCALAR_TYPES, STRIDED_LAYO
 from models.registry import build_model
 from tests.models.hostile import Payload, corrupted_variants
 from tests.models.tiny_specs import sample_input, tiny_spec
-from workers.errors import InputError
+from models.errors import InputError
 
 CONFIG = "data/weights/model_weights_config.json"
 

@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from workers.data.dataset import Dataset, TaskType
-from workers.errors import InputError
+from models.errors import InputError
 
 MAX_ROWS = 200_000
 # Caps one generated dataset at ~200 MB of float32, whatever the mix of rows and dimensions.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from models.specs import CNNSpec, MLPSpec, TokenInput, TransformerSpec, ViTSpec, input_signature
-from workers.errors import InputError
+from models.errors import InputError
 
 CLASSIFICATION_LOSSES = ("cross_entropy", "zero_one")
 KNOWN_LOSSES = ("mse", *CLASSIFICATION_LOSSES)

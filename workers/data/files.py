@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from workers.data.dataset import Dataset
-from workers.errors import InputError
+from models.errors import InputError
 
 DATASET_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
 MAX_DATASET_BYTES = 4 * 2**30

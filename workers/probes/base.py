@@ -106,12 +106,12 @@ class Probe(ABC):
         self.params = params if params is not None else self.Params()
 
     def check_inputs(self, arch: "ArchSpec", task: "TaskSpec | None") -> None:
-        """Raise ``workers.errors.InputError`` if these params cannot work with this arch/task.
+        """Raise ``models.errors.InputError`` if these params cannot work with this arch/task.
 
         Runs before the run is queued, so problems surface as a 422 rather than a failed run.
         """
         from models.specs import input_signature
-        from workers.errors import InputError
+        from models.errors import InputError
 
         if self.requires_task and task is None:
             raise InputError.at(["task"], f"probe '{self.name}' needs a task (dataset, loss, target_error)")

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models.specs import ArchSpec, input_signature
 from workers.data.dataset import Dataset
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import Probe, ProbeContext, ProbeParams
 from workers.probes.functional import gp_kernel
 from workers.probes.functional.bits_estimate import estimate_bits

@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.specs import TokenInput, TransformerSpec, input_signature
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import Probe, ProbeContext, ProbeParams, ProgressFn
 from workers.probes.functional import invariance as F
 from workers.probes.weight_spectrum import init_member_seeds

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import Probe
 from workers.probes.inductive_bias import InductiveBias
 from workers.probes.invariance import Invariance

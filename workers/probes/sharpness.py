@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from torch.func import functional_call
 
 from workers.data.dataset import Dataset
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import Probe, ProbeContext, ProbeParams
 from workers.probes.functional.hessian import (
     HvpMode,

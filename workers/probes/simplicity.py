@@ -19,7 +19,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from models.registry import output_shape
 from models.specs import input_signature
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import Probe, ProbeContext, ProbeParams
 from workers.probes.functional.complexity import (
     Window,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from workers.errors import InputError
+from models.errors import InputError
 from workers.transforms.base import Transform
 from workers.transforms.custom import CustomPermutation
 from workers.transforms.image import IMAGE_TRANSFORMS

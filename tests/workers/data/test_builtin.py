@@ -23,7 +23,7 @@ from workers.data.builtin import (
     teacher_function,
     validate_builtin_params,
 )
-from workers.errors import InputError
+from models.errors import InputError
 
 SYNTHETIC = ["teacher", "parity", "sine", "gaussian_clusters"]
 ARRAYS = ("X_train", "y_train", "X_test", "y_test")

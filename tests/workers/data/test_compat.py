@@ -12,7 +12,7 @@ from models.specs import parse_arch
 from workers.data.builtin import load_builtin
 from workers.data.compat import check_dataset_fits
 from workers.data.dataset import Dataset
-from workers.errors import InputError
+from models.errors import InputError
 
 
 def _mlp(in_dim, out_dim):

@@ -15,7 +15,7 @@ from safetensors.torch import save_file as save_torch_file
 
 from workers.data.builtin import load_builtin
 from workers.data.files import DATASET_ARRAYS, load_dataset_file, save_dataset_npz
-from workers.errors import InputError
+from models.errors import InputError
 
 RNG = np.random.default_rng(0)
 

@@ -13,7 +13,7 @@ from models.registry import build_model
 from models.specs import parse_arch
 from workers.data.builtin import load_builtin
 from workers.data.files import dataset_from_arrays
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import ProbeContext
 from workers.probes.inductive_bias import InductiveBias
 from workers.probes.registry import instantiate_probes

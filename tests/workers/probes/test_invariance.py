@@ -9,7 +9,7 @@ from torch import nn
 from models.registry import build_model
 from models.specs import parse_arch
 from workers.data.builtin import load_builtin
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import ProbeContext
 from workers.probes.functional.invariance import StackedEnsemble, linear_permutation_ratio
 from workers.probes.invariance import EXACT_TOLERANCE, Invariance, _transform_seed, select_inputs

@@ -19,7 +19,7 @@ from torch.func import functional_call
 
 from models.specs import MLPSpec
 from workers.data.dataset import Dataset
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import ProbeContext
 from workers.probes.sharpness import Sharpness, loss_used, subsample_indices
 from workers.runspec import TaskSpec

@@ -15,7 +15,7 @@ from tests.workers.probes.functional.test_complexity import (
     poly_order_reference,
 )
 from workers.data.dataset import Dataset
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import ProbeContext
 from workers.probes.functional.complexity import max_radius
 from workers.probes.simplicity import MAX_VALUES_PER_NETWORK, Simplicity, member_seeds

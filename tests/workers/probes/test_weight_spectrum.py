@@ -9,7 +9,7 @@ from torch import nn
 
 from models.specs import MLPSpec
 from tests.workers.probes.functional._reference import eigenvalues_numpy, fit_loop, fit_wwfit, metrics_reference
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.base import ProbeContext
 from workers.probes.functional.spectrum import METRIC_NAMES, WW_FIT_THRESHOLD
 from workers.probes.registry import PROBES

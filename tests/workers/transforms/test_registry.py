@@ -1,6 +1,6 @@
 import pytest
 
-from workers.errors import InputError
+from models.errors import InputError
 from workers.transforms import TRANSFORMS, TRANSFORMS_BY_KIND, build_transform, check_transform, default_transform_names
 
 LOC = ["probes", "invariance", "transforms", 0]

@@ -31,7 +31,7 @@ from torch import nn
 
 from models.registry import AnySpec, build_model
 from workers.data.dataset import Dataset
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.functional.ensemble import (
     Ensemble,
     build_members,

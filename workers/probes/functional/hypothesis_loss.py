@@ -22,7 +22,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-from workers.errors import InputError
+from models.errors import InputError
 
 TestLoss = Literal["mse", "cross_entropy", "zero_one"]
 TEST_LOSSES: tuple[str, ...] = ("mse", "cross_entropy", "zero_one")

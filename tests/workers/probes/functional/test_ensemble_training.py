@@ -11,7 +11,7 @@ import torch
 from models.registry import build_model
 from models.specs import parse_arch
 from workers.data.builtin import load_builtin
-from workers.errors import InputError
+from models.errors import InputError
 from workers.probes.functional import hypothesis_loss
 from workers.probes.functional.ensemble import data_order_seed, hypothesis_seed
 from workers.probes.functional.ensemble_training import (

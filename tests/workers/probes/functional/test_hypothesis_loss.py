@@ -9,7 +9,7 @@ from scipy.special import logsumexp
 
 # Imported as a module: a bare ``test_losses`` name would be collected by pytest as a test.
 from workers.probes.functional import hypothesis_loss
-from workers.errors import InputError
+from models.errors import InputError
 
 
 def _numpy_loss(outputs: np.ndarray, targets: np.ndarray, loss: str, task_type: str) -> np.ndarray:

@@ -1,5 +1,7 @@
 """Errors that mean "the user's input is wrong", carrying the location of the bad field.
 
+It lives in ``models/``, the lowest layer, so that every layer (models, workers, app) can raise it.
+
 The API turns ``InputError`` into a 422 whose body has the same shape as FastAPI's own validation
 errors (``{"detail": [{"loc": [...], "msg": ..., "type": ...}]}``); the CLI prints it. Anything
 else raised while running a probe is a failure of the run, recorded with its message.
