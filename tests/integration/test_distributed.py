@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.config import Settings
+from app.jobs.registry import RUN
 from app.main import create_app
 from app.orm import Run, RunStatus
 from app.runtime import Runtime
@@ -54,7 +55,7 @@ def test_redelivered_message_does_not_run_twice(distributed_client, distributed_
     model = upload_model(distributed_client)
     run_id = distributed_client.post("/api/v1/runs", json={"model": {"weights": model["id"]}, "probes": {"weight_spectrum": {}}}).json()["id"]
     # A second delivery of the same id, as a broker redelivery would produce.
-    distributed_client.app.state.dispatcher.submit(run_id, "cpu")
+    distributed_client.app.state.jobs.enqueue(RUN, {"run_id": run_id}, "cpu")
     finished = wait_for_run(distributed_client, run_id)
     assert finished["status"] == "succeeded"
     runtime = Runtime(distributed_settings)
