@@ -57,6 +57,10 @@ def worker(queues: str, concurrency: int, pool: str, hostname: str | None, logle
     settings = get_settings()
     if settings.embedded:
         raise click.UsageError("set PRIORPROBE_BROKER_URL (e.g. redis://127.0.0.1:6379/0) and PRIORPROBE_DATABASE_URL")
+    # torch.optim imports torch._dynamo on the first optimizer it builds: 2-5 s here. Importing it
+    # in the parent once means every pool child (recycled every max_tasks_per_child jobs) inherits it.
+    import torch._dynamo  # noqa: F401
+
     from app.jobs.celery_app import create_celery
 
     argv = ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
