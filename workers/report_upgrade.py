@@ -53,8 +53,10 @@ def _artifact_key(key: str) -> str:
 def upgrade_report(body: dict) -> Report:
     """The current ``Report`` for a stored report body of any known format.
 
-    Raises ``pydantic.ValidationError`` (or ``ValueError``) when the body cannot be read as one.
+    Raises ``ValueError`` (``pydantic.ValidationError`` is one) when the body cannot be read as one.
     """
+    if not isinstance(body, dict) or not {"run", "probes", "environment"} <= set(body):
+        raise ValueError("not a report: it needs 'run', 'probes' and 'environment'")
     if body.get("environment", {}).get("report_format") == REPORT_FORMAT_VERSION:
         return Report.model_validate(body)
     probes = dict(body.get("probes", {}))

@@ -46,6 +46,12 @@ def test_upload_queue_run_and_fetch_report(distributed_client, tmp_path):
     local = execute_run(local_spec, weights_path=checkpoint, dataset=None).model_dump(mode="json")
     assert report["probes"]["weight_spectrum"] == local["probes"]["weight_spectrum"]
     assert report["run"]["dataset"]["n_train"] == 40
+    # The worker wrote the metric rows with the report, in the same transaction.
+    metrics = distributed_client.get(f"/api/v1/runs/{finished['id']}/metrics").json()
+    assert metrics["count"] == len(report["metrics"]) > 0
+    assert {m["key"]: m["value"] for m in metrics["data"]} == {m["key"]: m["value"] for m in report["metrics"]}
+    trend = distributed_client.get("/api/v1/metrics", params={"key": "weight_spectrum.alpha_mean", "model_name": "e2e"}).json()
+    assert [point["run_id"] for point in trend["data"]] == [finished["id"]]
     runs = distributed_client.get("/api/v1/runs", params={"model_id": model["id"]}).json()
     assert [r["id"] for r in runs["data"]] == [finished["id"]]
 

@@ -93,3 +93,12 @@ def test_metrics_come_from_declared_definitions(probe):
             low, high = metric.ci95
             assert (low is None or low <= metric.value * (1 + 1e-12) + 1e-300) and (high is None or metric.value <= high * (1 + 1e-12) + 1e-300)
     assert len({metric.key for metric in report.metrics}) == len(report.metrics), "duplicate metric keys"
+
+
+def test_docs_list_every_metric_key():
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[3] / "docs" / "metrics.md").read_text()
+    for name, probe in PROBES.items():
+        for definition in probe.metric_definitions:
+            assert f"`{definition.key}`" in docs, f"docs/metrics.md does not list {definition.key}"
