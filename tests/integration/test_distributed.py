@@ -47,9 +47,15 @@ def test_upload_queue_run_and_fetch_report(distributed_client, tmp_path):
     checkpoint = tmp_path / "w.safetensors"
     checkpoint.write_bytes(checkpoint_bytes(MLP_ARCH, seed=7))
     local_spec = RunSpec.model_validate({**spec, "model": {"arch": MLP_ARCH, "weights": str(checkpoint)}, "task": None})
-    local = execute_run(local_spec, weights_path=checkpoint, dataset=None)
+    local = execute_run(local_spec, weights_path=checkpoint, dataset=None).model_dump(mode="json")
     assert report["probes"]["weight_spectrum"] == local["probes"]["weight_spectrum"]
     assert report["run"]["dataset"]["n_train"] == 40
+    # The worker wrote the metric rows with the report, in the same transaction.
+    metrics = distributed_client.get(f"/api/v1/runs/{finished['id']}/metrics").json()
+    assert metrics["count"] == len(report["metrics"]) > 0
+    assert {m["key"]: m["value"] for m in metrics["data"]} == {m["key"]: m["value"] for m in report["metrics"]}
+    trend = distributed_client.get("/api/v1/metrics", params={"key": "weight_spectrum.alpha_mean", "model_name": "e2e"}).json()
+    assert [point["run_id"] for point in trend["data"]] == [finished["id"]]
     runs = distributed_client.get("/api/v1/runs", params={"model_id": model["id"]}).json()
     assert [r["id"] for r in runs["data"]] == [finished["id"]]
 
@@ -130,10 +136,6 @@ def test_migrations_match_the_orm(postgres_url):
     assert diff == [], json.dumps([str(d) for d in diff])
 
 
-def _as_json(report) -> dict:
-    return report if isinstance(report, dict) else report.model_dump(mode="json")
-
-
 def test_a_second_worker_computes_shards_and_the_merged_result_equals_the_local_run(
     distributed_client, distributed_settings, celery_workers,
 ):
@@ -159,6 +161,7 @@ def test_a_second_worker_computes_shards_and_the_merged_result_equals_the_local_
     run_id = distributed_client.post("/api/v1/runs", json=spec).json()["id"]
     finished = wait_for_run(distributed_client, run_id)
     assert finished["status"] == "succeeded", finished["error"]
+    assert set(finished["timing"]["inductive_bias"]["phases"]) == {"sampling_s", "estimation_s"}
 
     runtime = Runtime(distributed_settings)
     try:
@@ -174,19 +177,18 @@ def test_a_second_worker_computes_shards_and_the_merged_result_equals_the_local_
     assert set(computed_by) == {owner, helper} and computed_by[helper] >= 1, computed_by
 
     report = distributed_client.get(f"/api/v1/runs/{run_id}/report").json()
-    (artifact_key,) = [key for key in report["artifacts"] if key.startswith("inductive_bias.losses.")]
-    response = distributed_client.get(report["artifacts"][artifact_key]["url"])
+    response = distributed_client.get(report["artifacts"]["inductive_bias.losses.target"]["url"])
     assert response.status_code == 200
     served = np.load(io.BytesIO(response.content), allow_pickle=False)
 
     local_spec = RunSpec.model_validate(spec)
-    kept = {}
+    kept: dict[str, np.ndarray] = {}
 
-    def keep(key, array):
+    def keep(key: str, array: np.ndarray) -> dict:
         kept[key] = array
         return {"stored": False}
 
-    local = _as_json(execute_run(local_spec, weights_path=None, dataset=load_task_dataset(local_spec), artifact_sink=keep))
+    local = execute_run(local_spec, weights_path=None, dataset=load_task_dataset(local_spec), artifact_sink=keep)
     assert served.shape == (240,)
-    np.testing.assert_array_equal(served, kept[artifact_key])
-    assert report["probes"]["inductive_bias"] == local["probes"]["inductive_bias"]
+    np.testing.assert_array_equal(served, kept["inductive_bias.losses.target"])
+    assert report["probes"]["inductive_bias"] == local.model_dump(mode="json")["probes"]["inductive_bias"]
