@@ -99,6 +99,8 @@ def test_a_new_attempt_of_the_run_prepares_its_inputs_again(runtime, local_shard
 
 @pytest.mark.parametrize("status", ["queued", "failed", "succeeded"])
 def test_a_shard_of_a_run_that_is_not_running_is_dropped(runtime, local_shards, status):
+    # Another run is running: the check must look at this shard's own run, not at any run.
+    _running_run_with_shards(runtime, local_shards.shards)
     run_id, shard_ids = _running_run_with_shards(runtime, local_shards.shards)
     with runtime.session_factory() as session:
         session.get(Run, run_id).status = status
