@@ -32,6 +32,20 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(default=None, description="Celery broker (redis://...); unset = in-process worker.")
     storage_dir: Path | None = Field(default=None, description="Content-addressed blob store; unset = data_dir/blobs.")
     max_upload_bytes: int = Field(default=512 * 2**20, gt=0, description="Largest model or dataset file accepted.")
+    max_json_body_bytes: int = Field(
+        default=2 * 2**20, gt=0,
+        description="Largest JSON request body (a run spec); its own limit, far below the upload limit.",
+    )
+    # One API process serves sync routes from a thread pool; each thread holds at most one database
+    # connection at a time, so a pool as large as the thread pool never makes a thread wait for a
+    # connection (the collapse issue 14 measured: 40 threads queued on a pool of 5 + 10).
+    api_threads: int = Field(default=32, ge=1, le=1000, description="Threads serving sync routes in one API process.")
+    db_pool_size: int = Field(
+        default=0, ge=0, le=1000, description="Database connections per process; 0 = api_threads + 4 (healthz, workers)."
+    )
+    report_cache_bytes: int = Field(
+        default=64 * 2**20, ge=0, description="Stored report bytes each API process keeps in memory (0 = none)."
+    )
     device: Literal["auto", "cpu", "cuda"] = Field(default="auto", description="auto = CUDA when available.")
     gpu_queue: bool = Field(
         default=False, description="Route runs whose probes benefit from a GPU to the 'gpu' queue (needs GPU workers)."
@@ -71,6 +85,10 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when runs execute in the API process (no broker configured)."""
         return self.broker_url is None
+
+    @property
+    def resolved_db_pool_size(self) -> int:
+        return self.db_pool_size or self.api_threads + 4
 
     @cached_property
     def resolved_database_url(self) -> str:

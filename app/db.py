@@ -27,7 +27,10 @@ def make_engine(settings: Settings) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    # As many connections as threads that can use them (``resolved_db_pool_size``), so a request
+    # never waits for a connection held by a request that is waiting for a thread.
+    size = settings.resolved_db_pool_size
+    return create_engine(url, pool_pre_ping=True, pool_size=size, max_overflow=size // 2, pool_timeout=10)
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

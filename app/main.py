@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from sqlalchemy import select
 
+from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import install_error_handlers
 from app.api.router import api_router
 from app.config import Settings, get_settings
@@ -21,7 +23,6 @@ from app.jobs.queue import JobQueue
 from app.jobs.registry import RUN
 
 log = logging.getLogger(__name__)
-_UPLOAD_OVERHEAD_BYTES = 1 << 20  # multipart framing and the form fields beside the file
 
 
 def _job_queue(runtime: Runtime) -> JobQueue:
@@ -53,6 +54,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # `priorprobe db upgrade` once instead of racing from every API replica.
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             upgrade(settings.resolved_database_url)
+        # Sync routes run on AnyIO's default thread pool; size it to match the database pool.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        # /healthz gets threads of its own, so it answers while every pooled thread is busy.
+        app.state.health_limiter = anyio.CapacityLimiter(4)
+        # Closing a route's session: never waits behind routes that wait for a connection.
+        app.state.session_close_limiter = anyio.CapacityLimiter(4)
         jobs = _job_queue(runtime)
         app.state.jobs = jobs
         if isinstance(jobs, EmbeddedJobQueue):
@@ -68,8 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Measure the inductive bias of neural networks.",
         version="0.1.0",
         lifespan=lifespan,
-        max_body_size=settings.max_upload_bytes + _UPLOAD_OVERHEAD_BYTES,
     )
+    app.add_middleware(BodyLimitMiddleware, json_bytes=settings.max_json_body_bytes, upload_bytes=settings.max_upload_bytes)
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(api_router)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.config import Settings
 from app.db import make_engine, make_session_factory
 from app.services.prepared_runs import PreparedRunCache
+from app.services.report_cache import ReportCache
 from app.storage import BlobStore
 
 
@@ -34,6 +35,10 @@ class Runtime:
     @cached_property
     def prepared_runs(self) -> PreparedRunCache:
         return PreparedRunCache()
+
+    @cached_property
+    def report_cache(self) -> ReportCache:
+        return ReportCache(self.settings.report_cache_bytes)
 
     def dispose(self) -> None:
         if "engine" in self.__dict__:

@@ -18,32 +18,68 @@ from models.errors import InputError
 log = logging.getLogger(__name__)
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float replaced by its name (``"inf"``, ``"-inf"``, ``"nan"``).
+# Echoed inputs are cut to this many characters / items / levels: a 422 names the problem, it
+# does not send a multi-megabyte body back.
+ECHO_CHARS = 200
+ECHO_ITEMS = 20
+ECHO_DEPTH = 4
 
-    Validation errors echo the offending ``input``; when a client sent ``Infinity`` or ``NaN`` (which
-    Python's JSON parser accepts) that echo is not valid JSON, and serialising it would turn a 422
-    into a 500.
+
+def json_safe(value: Any) -> Any:
+    """``value`` with what cannot be encoded as JSON text replaced.
+
+    Validation errors echo the offending ``input``. Non-finite floats (``Infinity``/``NaN``, which
+    Python's JSON parser accepts) become their names and lone surrogates become U+FFFD, since
+    either would make the 422 itself fail to encode (a 500).
     """
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
+        return {json_safe(str(key)): json_safe(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [json_safe(item) for item in value]
     return value
 
 
+def shortened(value: Any, depth: int = 0) -> Any:
+    """An echo of ``value`` with long strings, long lists, large objects and deep nesting cut,
+    each cut saying how much was left out."""
+    if isinstance(value, (str, bytes)) and len(value) > ECHO_CHARS:
+        return f"{value[:ECHO_CHARS]!s}... ({len(value)} characters)"
+    if isinstance(value, (dict, list, tuple)) and depth >= ECHO_DEPTH:
+        return f"... ({type(value).__name__} nested too deep to echo)"
+    if isinstance(value, dict):
+        items = list(value.items())
+        cut = {key: shortened(item, depth + 1) for key, item in items[:ECHO_ITEMS]}
+        if len(items) > ECHO_ITEMS:
+            cut["..."] = f"{len(items) - ECHO_ITEMS} more keys"
+        return cut
+    if isinstance(value, (list, tuple)):
+        cut = [shortened(item, depth + 1) for item in value[:ECHO_ITEMS]]
+        if len(value) > ECHO_ITEMS:
+            cut.append(f"... {len(value) - ECHO_ITEMS} more items")
+        return cut
+    return value
+
+
+def error_body(errors: list[dict]) -> dict:
+    """``{"detail": errors}`` with each error's echoed ``input`` shortened, ready to encode."""
+    detail = [{**error, "input": shortened(error["input"])} if "input" in error else error for error in errors]
+    return {"detail": json_safe(jsonable_encoder(detail))}
+
+
 def input_error_response(exc: InputError, prefix: tuple[str, ...] = ("body",)) -> JSONResponse:
     detail = [{**error, "loc": [*prefix, *error["loc"]]} for error in exc.errors]
-    return JSONResponse(status_code=422, content={"detail": json_safe(jsonable_encoder(detail))})
+    return JSONResponse(status_code=422, content=error_body(detail))
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's own handler, plus json_safe for inputs like Infinity.
-        return JSONResponse(status_code=422, content={"detail": json_safe(jsonable_encoder(exc.errors()))})
+        return JSONResponse(status_code=422, content=error_body(list(exc.errors())))
 
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:

@@ -8,7 +8,10 @@ from pydantic import BaseModel, ConfigDict
 from app.orm import RunStatus
 
 
-class RunRead(BaseModel):
+class RunSummary(BaseModel):
+    """A run as listed: status and links, without the spec (a spec can be large, e.g. a long
+    ``task.input_permutation``; ``GET /runs/{id}`` has it)."""
+
     model_config = ConfigDict(from_attributes=True)
 
     id: str
@@ -21,12 +24,15 @@ class RunRead(BaseModel):
     attempts: int
     model_id: str | None
     dataset_id: str | None
-    spec: dict
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
 
 
+class RunRead(RunSummary):
+    spec: dict
+
+
 class RunList(BaseModel):
-    data: list[RunRead]
+    data: list[RunSummary]
     count: int

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+import anyio.to_thread
+from fastapi import APIRouter, Request, Response, status
 from sqlalchemy import text
 
 from app.deps import JobQueueDep, RuntimeDep
+from app.jobs.queue import JobQueue
+from app.runtime import Runtime
 from app.schemas.probes import Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz", response_model=Health, operation_id="healthz")
-def healthz(runtime: RuntimeDep, jobs: JobQueueDep, response: Response) -> Health:
+def _check(runtime: Runtime, jobs: JobQueue) -> Health:
     try:
         with runtime.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -28,11 +30,20 @@ def healthz(runtime: RuntimeDep, jobs: JobQueueDep, response: Response) -> Healt
         except Exception as exc:
             broker = f"unreachable: {type(exc).__name__}"
     healthy = database == "ok" and broker in ("ok", "embedded")
-    if not healthy:
-        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(
         status="ok" if healthy else "degraded",
         mode="embedded" if runtime.settings.embedded else "distributed",
         database=database,
         broker=broker,
     )
+
+
+@router.get("/healthz", response_model=Health, operation_id="healthz",
+            responses={503: {"model": Health, "description": "The database or the broker is unreachable"}})
+async def healthz(request: Request, runtime: RuntimeDep, jobs: JobQueueDep, response: Response) -> Health:
+    # Not on the default thread pool that serves the other routes: a load balancer must get its
+    # answer while every one of those threads is busy.
+    health = await anyio.to_thread.run_sync(_check, runtime, jobs, limiter=request.app.state.health_limiter)
+    if health.status != "ok":
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return health

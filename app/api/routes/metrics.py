@@ -6,14 +6,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
+from app.api.responses import errors
+from app.api.session_route import SessionRoute
 from app.deps import SessionDep
 from app.schemas.metrics import MetricTrend, TrendPoint
 from app.services.run_metrics import metric_trend
 
-router = APIRouter(prefix="/metrics", tags=["metrics"])
+router = APIRouter(prefix="/metrics", tags=["metrics"], route_class=SessionRoute)
 
 
-@router.get("", response_model=MetricTrend, operation_id="get_metric_trend")
+@router.get("", response_model=MetricTrend, operation_id="get_metric_trend", responses=errors(422))
 def get_metric_trend(
     session: SessionDep,
     key: Annotated[str, Query(min_length=1, max_length=300, description="a metric key, e.g. inductive_bias.bits")],

@@ -7,15 +7,19 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
 from sqlalchemy import func, select
 
+from app.api.responses import errors
+from app.api.storable import require_storable
+from app.api.session_route import SessionRoute
 from app.deps import RuntimeDep, SessionDep
 from app.orm import ModelRecord
 from app.schemas.models import ModelCreated, ModelList, ModelRead
 from app.services.uploads import create_model
 
-router = APIRouter(prefix="/models", tags=["models"])
+router = APIRouter(prefix="/models", tags=["models"], route_class=SessionRoute)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelCreated, operation_id="create_model")
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelCreated, operation_id="create_model",
+             responses=errors(400, 413, 422))
 def upload_model(
     session: SessionDep,
     runtime: RuntimeDep,
@@ -24,6 +28,7 @@ def upload_model(
     name: Annotated[str | None, Form(max_length=200)] = None,
     tags: Annotated[str | None, Form(description="JSON list or comma-separated.")] = None,
 ) -> ModelCreated:
+    require_storable({"file": file.filename, "arch": arch, "name": name, "tags": tags}, ("body",))
     record, already_stored = create_model(
         session,
         runtime.store,
@@ -37,13 +42,13 @@ def upload_model(
     return ModelCreated.model_validate({**ModelRead.model_validate(record).model_dump(), "already_stored": already_stored})
 
 
-@router.get("", response_model=ModelList, operation_id="list_models")
+@router.get("", response_model=ModelList, operation_id="list_models", responses=errors(422))
 def list_models(
     session: SessionDep,
-    family: str | None = None,
-    tag: str | None = None,
+    family: Annotated[str | None, Query(max_length=64)] = None,
+    tag: Annotated[str | None, Query(max_length=64)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> ModelList:
     filters = [ModelRecord.family == family] if family else []
     ordered = select(ModelRecord).where(*filters).order_by(ModelRecord.created_at.desc(), ModelRecord.id)
@@ -58,7 +63,7 @@ def list_models(
     return ModelList(data=[ModelRead.model_validate(r) for r in page], count=count)
 
 
-@router.get("/{model_id}", response_model=ModelRead, operation_id="get_model")
+@router.get("/{model_id}", response_model=ModelRead, operation_id="get_model", responses=errors(404, 422))
 def get_model(model_id: str, session: SessionDep) -> ModelRead:
     record = session.get(ModelRecord, model_id)
     if record is None:

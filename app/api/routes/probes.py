@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api.responses import errors
 from app.schemas.probes import ProbeInfo, ProbeList
 from workers.probes.registry import PROBES
 
 router = APIRouter(prefix="/probes", tags=["probes"])
 
 
-@router.get("", response_model=ProbeList, operation_id="list_probes")
+@router.get("", response_model=ProbeList, operation_id="list_probes", responses=errors())
 def list_probes() -> ProbeList:
     data = [
         ProbeInfo(

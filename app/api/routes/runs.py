@@ -4,37 +4,49 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.responses import FileResponse, JSONResponse
-from sqlalchemy import func, select
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse
+from sqlalchemy import Text, cast, func, select
 
+from app.api.session_route import SessionRoute
 from app.deps import JobQueueDep, RuntimeDep, SessionDep
 from app.orm import Report, Run, RunStatus
+from app.runtime import Runtime
 from app.schemas.metrics import RunMetricList
-from app.schemas.runs import RunList, RunRead
+from app.api.responses import errors
+from app.api.storable import require_storable
+from app.schemas.runs import RunList, RunRead, RunSummary
+from app.services.report_cache import CachedReport
 from app.services.run_metrics import run_metrics
 from app.services.runs import create_run
 from workers.report import Report as ReportDocument
 from workers.runspec import RunSpec
 
-router = APIRouter(prefix="/runs", tags=["runs"])
+router = APIRouter(prefix="/runs", tags=["runs"], route_class=SessionRoute)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunRead, operation_id="create_run")
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunRead, operation_id="create_run",
+             responses=errors(413, 422, 503))
 def submit_run(spec: RunSpec, session: SessionDep, runtime: RuntimeDep, jobs: JobQueueDep) -> RunRead:
     """Validate the run spec (probe params included), store the run, and queue it."""
+    require_storable(spec.model_dump(mode="python", exclude_none=True), ("body",))
     run = create_run(session, spec, runtime.settings, jobs)
     return RunRead.model_validate(run)
 
 
-@router.get("", response_model=RunList, operation_id="list_runs")
+# The listed columns: everything a summary shows, not the spec (which can be megabytes).
+_SUMMARY_COLUMNS = [getattr(Run, name) for name in RunSummary.model_fields]
+
+
+@router.get("", response_model=RunList, operation_id="list_runs", responses=errors(422))
 def list_runs(
     session: SessionDep,
     model_id: str | None = None,
     dataset_id: str | None = None,
     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> RunList:
     filters = []
     if model_id:
@@ -44,8 +56,10 @@ def list_runs(
     if run_status:
         filters.append(Run.status == run_status)
     count = session.scalar(select(func.count()).select_from(Run).where(*filters)) or 0
-    runs = session.scalars(select(Run).where(*filters).order_by(Run.created_at.desc(), Run.id).offset(offset).limit(limit)).all()
-    return RunList(data=[RunRead.model_validate(r) for r in runs], count=count)
+    rows = session.execute(
+        select(*_SUMMARY_COLUMNS).where(*filters).order_by(Run.created_at.desc(), Run.id).offset(offset).limit(limit)
+    ).all()
+    return RunList(data=[RunSummary.model_validate(row._mapping) for row in rows], count=count)
 
 
 def _get_run(session, run_id: str) -> Run:
@@ -55,37 +69,66 @@ def _get_run(session, run_id: str) -> Run:
     return run
 
 
-@router.get("/{run_id}", response_model=RunRead, operation_id="get_run")
+@router.get("/{run_id}", response_model=RunRead, operation_id="get_run", responses=errors(404, 422))
 def get_run(run_id: str, session: SessionDep) -> RunRead:
     return RunRead.model_validate(_get_run(session, run_id))
 
 
-def _get_report(session, run_id: str) -> Report:
+def _no_report(session, run_id: str) -> HTTPException:
     run = _get_run(session, run_id)
-    report = session.get(Report, run_id)
-    if report is None:
-        hint = f"run failed: {run.error}" if run.status == RunStatus.failed else "poll GET /api/v1/runs/{id} until status is 'succeeded'"
-        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"run '{run_id}' is {run.status}; no report ({hint})")
-    return report
+    hint = f"run failed: {run.error}" if run.status == RunStatus.failed else "poll GET /api/v1/runs/{id} until status is 'succeeded'"
+    return HTTPException(status.HTTP_409_CONFLICT, detail=f"run '{run_id}' is {run.status}; no report ({hint})")
 
 
-@router.get("/{run_id}/report", operation_id="get_run_report", response_model=ReportDocument)
-def get_report(run_id: str, session: SessionDep) -> JSONResponse:
-    """The run's typed report; 409 while the run is queued or running, or if it failed."""
-    # The stored body was produced by ``Report.model_dump`` (or brought to that format by the
-    # migration), so it is served as stored instead of being validated again on every read.
-    return JSONResponse(_get_report(session, run_id).body)
+def _etag(run_id: str, created_at) -> str:
+    # A report is written once, with the run's final status, and never changed: its id and
+    # creation time identify its bytes.
+    return f'"{run_id}.{created_at.timestamp():.6f}"'
 
 
-@router.get("/{run_id}/metrics", response_model=RunMetricList, operation_id="get_run_metrics")
+def _load_report(runtime: Runtime, run_id: str) -> CachedReport:
+    """The stored JSON text of the run's report (no parse, no validation: it was produced by
+    ``Report.model_dump`` or brought to that format by the migration); 404/409 without one."""
+    with runtime.session_factory() as session:
+        row = session.execute(
+            select(Report.created_at, cast(Report.body, Text)).where(Report.run_id == run_id)
+        ).first()
+        if row is None:
+            raise _no_report(session, run_id)
+    entry = CachedReport(etag=_etag(run_id, row[0]), body=row[1].encode())
+    runtime.report_cache.put(run_id, entry)
+    return entry
+
+
+@router.get("/{run_id}/report", operation_id="get_run_report", response_model=ReportDocument,
+            responses={**errors(404, 409, 422), 304: {"description": "Not modified (the `If-None-Match` ETag matched)."}})
+async def get_report(run_id: str, request: Request, runtime: RuntimeDep) -> Response:
+    """The run's typed report; 409 while the run is queued or running, or if it failed.
+
+    Served with an ``ETag``; a request with ``If-None-Match`` set to it gets a body-less 304.
+    """
+    # Reports never change, so the bytes are served from the process's report cache when there,
+    # on the event loop; only a miss takes a thread and a database connection.
+    entry = runtime.report_cache.get(run_id) or await run_in_threadpool(_load_report, runtime, run_id)
+    headers = {"ETag": entry.etag, "Cache-Control": "no-cache"}
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match and (if_none_match.strip() == "*" or entry.etag in (t.strip() for t in if_none_match.split(","))):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return Response(content=entry.body, media_type="application/json", headers=headers)
+
+
+@router.get("/{run_id}/metrics", response_model=RunMetricList, operation_id="get_run_metrics",
+            responses=errors(404, 409, 422))
 def get_run_metrics(run_id: str, session: SessionDep) -> RunMetricList:
     """The run's metrics (stable keys, values, intervals); 409 until the run has succeeded."""
-    _get_report(session, run_id)
+    if session.scalar(select(Report.run_id).where(Report.run_id == run_id)) is None:
+        raise _no_report(session, run_id)
     data = run_metrics(session, run_id)
     return RunMetricList(run_id=run_id, data=data, count=len(data))
 
 
-@router.get("/{run_id}/artifacts/{name}", operation_id="get_run_artifact", response_class=FileResponse)
+@router.get("/{run_id}/artifacts/{name}", operation_id="get_run_artifact", response_class=FileResponse,
+            responses={**errors(404, 422), 200: {"content": {"application/octet-stream": {}}, "description": "The array as .npy"}})
 def get_artifact(run_id: str, name: str, session: SessionDep, runtime: RuntimeDep) -> FileResponse:
     """An array a probe stored beside its report (``report["artifacts"]``), as a NumPy .npy file."""
     report = session.get(Report, run_id)
