@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import install_error_handlers
+from app.api.openapi import install_openapi
 from app.api.router import api_router
 from app.config import Settings, get_settings
 from app.migrate import upgrade
@@ -79,5 +80,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, json_bytes=settings.max_json_body_bytes, upload_bytes=settings.max_upload_bytes)
     app.state.runtime = runtime
     install_error_handlers(app)
+    install_openapi(app)
     app.include_router(api_router)
     return app

@@ -7,9 +7,12 @@ import math
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.jobs.queue import DispatchError
 from app.storage import BlobTooLarge
@@ -75,7 +78,24 @@ def input_error_response(exc: InputError, prefix: tuple[str, ...] = ("body",)) -
     return JSONResponse(status_code=422, content=error_body(detail))
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this path (Starlette's 405 lists only the first route's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        for method in getattr(route, "methods", None) or ():
+            if route.matches({**request.scope, "method": method})[0] == Match.FULL:
+                methods.add(method)
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        if exc.status_code == 405:
+            headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request))}
+            exc = StarletteHTTPException(exc.status_code, exc.detail, headers)
+        return await http_exception_handler(request, exc)
+
     @app.exception_handler(RequestValidationError)
     async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         # FastAPI's own handler, plus json_safe for inputs like Infinity.

@@ -35,6 +35,13 @@ _DESCRIPTIONS = {
 }
 
 
+def links_to_run(field: str) -> dict[str, dict]:
+    """OpenAPI links from a response carrying a run id to the operations that read that run (the
+    fuzzer's stateful phase follows them)."""
+    operations = {"GetRun": "get_run", "GetRunReport": "get_run_report", "GetRunMetrics": "get_run_metrics"}
+    return {name: {"operationId": op, "parameters": {"run_id": f"$response.body#/{field}"}} for name, op in operations.items()}
+
+
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     """``responses=`` entries for ``codes`` plus 503, all with the ``ErrorBody`` schema."""
     return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in sorted({*codes, 503})}

@@ -19,7 +19,8 @@ router = APIRouter(prefix="/datasets", tags=["datasets"], route_class=SessionRou
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetCreated, operation_id="create_dataset",
-             responses=errors(400, 413, 422))
+             responses={**errors(400, 413, 422), 201: {"description": "Stored", "links": {
+                 "GetDataset": {"operationId": "get_dataset", "parameters": {"dataset_id": "$response.body#/id"}}}}})
 def upload_dataset(
     session: SessionDep,
     runtime: RuntimeDep,

@@ -19,7 +19,8 @@ router = APIRouter(prefix="/models", tags=["models"], route_class=SessionRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelCreated, operation_id="create_model",
-             responses=errors(400, 413, 422))
+             responses={**errors(400, 413, 422), 201: {"description": "Stored", "links": {
+                 "GetModel": {"operationId": "get_model", "parameters": {"model_id": "$response.body#/id"}}}}})
 def upload_model(
     session: SessionDep,
     runtime: RuntimeDep,

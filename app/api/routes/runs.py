@@ -14,7 +14,7 @@ from app.deps import JobQueueDep, RuntimeDep, SessionDep
 from app.orm import Report, Run, RunStatus
 from app.runtime import Runtime
 from app.schemas.metrics import RunMetricList
-from app.api.responses import errors
+from app.api.responses import errors, links_to_run
 from app.api.storable import require_storable
 from app.schemas.runs import RunList, RunRead, RunSummary
 from app.services.report_cache import CachedReport
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/runs", tags=["runs"], route_class=SessionRoute)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunRead, operation_id="create_run",
-             responses=errors(413, 422, 503))
+             responses={**errors(400, 413, 422), 202: {"description": "Queued", "links": links_to_run("id")}})
 def submit_run(spec: RunSpec, session: SessionDep, runtime: RuntimeDep, jobs: JobQueueDep) -> RunRead:
     """Validate the run spec (probe params included), store the run, and queue it."""
     require_storable(spec.model_dump(mode="python", exclude_none=True), ("body",))
