@@ -12,7 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
+from starlette.routing import compile_path
 
 from app.jobs.queue import DispatchError
 from app.storage import BlobTooLarge
@@ -79,12 +79,13 @@ def input_error_response(exc: InputError, prefix: tuple[str, ...] = ("body",)) -
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at this path (Starlette's 405 lists only the first route's)."""
+    """The methods the OpenAPI document lists for this path (Starlette's 405 names only the first
+    matching route's methods, so ``OPTIONS /runs`` answered ``Allow: POST`` although GET works)."""
+    path = request.scope["path"]
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        for method in getattr(route, "methods", None) or ():
-            if route.matches({**request.scope, "method": method})[0] == Match.FULL:
-                methods.add(method)
+    for template, operations in request.app.openapi()["paths"].items():
+        if compile_path(template)[0].match(path):
+            methods |= {method.upper() for method in operations}
     return sorted(methods)
 
 

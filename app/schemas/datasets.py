@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
+from app.schemas.timestamps import Timestamp
 
 
 class DatasetRead(BaseModel):
@@ -14,7 +14,7 @@ class DatasetRead(BaseModel):
     size_bytes: int
     format: str
     description: dict
-    created_at: datetime
+    created_at: Timestamp
 
 
 class DatasetCreated(DatasetRead):

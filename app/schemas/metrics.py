@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-from datetime import datetime
 
 from pydantic import BaseModel, Field
 
 from workers.probes.metrics import Better, Metric, Scope
+from app.schemas.timestamps import Timestamp
 
 
 class RunMetricList(BaseModel):
@@ -17,7 +17,7 @@ class TrendPoint(BaseModel):
     run_id: str
     model_id: str | None
     model_name: str | None
-    finished_at: datetime | None
+    finished_at: Timestamp | None
     value: float | None
     ci95: tuple[float | None, float | None] | None
     n: int | None

@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
+from app.schemas.timestamps import Timestamp
 
 
 class ModelRead(BaseModel):
@@ -17,7 +17,7 @@ class ModelRead(BaseModel):
     size_bytes: int
     format: str
     parameter_count: int
-    created_at: datetime
+    created_at: Timestamp
 
 
 class ModelCreated(ModelRead):

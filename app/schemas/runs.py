@@ -1,11 +1,11 @@
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from app.orm import RunStatus
+from app.schemas.timestamps import Timestamp
 
 
 class RunSummary(BaseModel):
@@ -24,9 +24,9 @@ class RunSummary(BaseModel):
     attempts: int
     model_id: str | None
     dataset_id: str | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
 
 
 class RunRead(RunSummary):

@@ -59,3 +59,17 @@ def test_weight_spectrum_benchmark_metrics_agree(capsys):
     assert bench.main(["--models", "dense_small", "conv_small", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "dense_small" in out and "conv_small" in out and "metrics differ" not in out
+
+
+@pytest.mark.integration
+@pytest.mark.slow
+def test_load_benchmark_runs_at_toy_scale(postgres_url):
+    """The load script end to end (database, stored reports, uvicorn, clients) at toy scale: every
+    request answered, health checked during the load. No timing is asserted."""
+    bench = load("bench_load")
+    rows = bench.main(["--clients", "2,8", "--duration", "1", "--runs", "3", "--probes", "weight_spectrum",
+                       "--max-requests", "400"])
+    assert [r["clients"] for r in rows] == [2, 8]
+    for row in rows:
+        assert row["errors"] == 0, row["error_kinds"]
+        assert 0 < row["ok"] <= 400 and row["health_errors"] == 0 and row["health_max_ms"] is not None
