@@ -94,7 +94,8 @@ def test_schemathesis_finds_no_failure(api_url, tmp_path):
         "--request-timeout", "30", "--no-color", "--report", "har", "--report-har-path", str(report_dir / "run.har"),
     ]
     started = time.monotonic()
-    result = subprocess.run(command, capture_output=True, text=True, timeout=MAX_TIME_S + 120)
+    # In tmp_path: schemathesis keeps a cache directory in its working directory.
+    result = subprocess.run(command, capture_output=True, text=True, timeout=MAX_TIME_S + 120, cwd=tmp_path)
     print(result.stdout[-6000:])
     print(f"schemathesis took {time.monotonic() - started:.0f} s; accepted POST bodies:",
           _accepted_share(report_dir / "run.har"))
