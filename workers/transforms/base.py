@@ -68,6 +68,10 @@ class Transform(ABC):
     generators: ClassVar[tuple[str, ...]] = ()
     # Unit of the flow parameter t, so a Lie derivative is "per <t_unit>".
     t_unit: ClassVar[str | None] = None
+    # What the transform may read beyond the input's border (``warp.PADDINGS``; the first is the
+    # default); empty for transforms that never read beyond it. ``padding`` is the instance's choice.
+    paddings: ClassVar[tuple[str, ...]] = ()
+    padding: str | None = None
 
     def __init__(self, sample_shape: tuple[int, ...], magnitude: float | None = None):
         """Args: sample_shape: the per-sample input shape; magnitude: the range width (default from
