@@ -1,4 +1,4 @@
-"""``invariance``: invariance and equivariance error under input transforms (METHODS.md §2).
+"""``invariance``: invariance and equivariance error under input transforms (docs/methods.md §2).
 
 The maths lives in ``workers.probes.functional.invariance`` and the transforms in
 ``workers.transforms``; this module picks the inputs, evaluates the uploaded weights and the random

@@ -1,4 +1,4 @@
-"""What an input transform is, for the invariance probe (METHODS.md §2).
+"""What an input transform is, for the invariance probe (docs/methods.md §2).
 
 A ``Transform`` is a family of transformations ``g`` of one kind of input (image, sequence, tabular),
 built for one per-sample shape and one ``magnitude`` (the width of its parameter range). It can

@@ -1,6 +1,6 @@
 """The ``kernel`` hypothesis space: samples of a Gaussian-process posterior, and their test losses.
 
-Idea (METHODS.md §1, "Samplers" and "Kernel space exactly"): a hypothesis is a function drawn from
+Idea (docs/methods.md §1, "Samplers" and "Kernel space exactly"): a hypothesis is a function drawn from
 the posterior of a zero-mean GP with RBF kernel
 
     k(a, b) = signal_variance * exp(-|a - b|^2 / (2 lengthscale^2))        (inputs flattened)
