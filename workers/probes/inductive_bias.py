@@ -13,7 +13,9 @@ the whole test set (the reference divides by the batch size); bits are base 2 (i
 the log-CDF is computed in log space so deep tails stay finite; intervals are reported.
 
 Work is split into shards of ``shard_size`` hypotheses; hypothesis ``i`` depends only on
-``(seed, i)``, so a sharded run (spread over every worker) gives exactly the unsharded losses.
+``(seed, i)``, so a sharded run (spread over every worker) gives exactly the unsharded losses on
+workers with the same CPU instruction set (or GPU model), library builds and thread counts (README,
+"Sharded runs"); elsewhere they agree to float rounding.
 """
 
 from __future__ import annotations
