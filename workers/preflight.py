@@ -20,7 +20,7 @@ DATASET_LOC = ("task", "dataset")
 def preflight(spec: RunSpec, description: dict | None) -> dict[str, Probe]:
     """Validate ``spec`` against its task's dataset and return its probes, ready to run.
 
-    Checks, every problem collected into one ``InputError`` where they are independent:
+    Checks, every problem collected into one ``InputError`` (the user fixes them in one round trip):
     - ``model.arch`` is set (the API fills it from an uploaded model first);
     - every probe's params, and their fit with the architecture and task (``instantiate_probes``);
     - with a dataset: its samples fit the architecture's input and its labels or targets fit the
@@ -39,19 +39,23 @@ def preflight(spec: RunSpec, description: dict | None) -> dict[str, Probe]:
     """
     if spec.model.arch is None:
         raise InputError.at(["model", "arch"], "an architecture spec is required (or, through the API, an uploaded model id)")
-    probes = instantiate_probes(spec)
-    if description is None or spec.task is None:
-        return probes
     errors: list[dict] = []
     try:
-        check_dataset_fits(description, spec.model.arch, spec.task.loss, loc=DATASET_LOC)
+        probes = instantiate_probes(spec)
     except InputError as exc:
+        # The dataset is still checked against the architecture; only valid probes check it too.
         errors.extend(exc.errors)
-    for probe in probes.values():
+        probes = {}
+    if description is not None and spec.task is not None:
         try:
-            probe.check_dataset(description)
+            check_dataset_fits(description, spec.model.arch, spec.task.loss, loc=DATASET_LOC)
         except InputError as exc:
             errors.extend(exc.errors)
+        for probe in probes.values():
+            try:
+                probe.check_dataset(description)
+            except InputError as exc:
+                errors.extend(exc.errors)
     if errors:
         raise InputError(errors)
     return probes

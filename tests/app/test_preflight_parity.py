@@ -33,6 +33,10 @@ BAD_SPECS = {
         {**MLP, "out_dim": 3}, TEST_ONLY, {"sharpness": {}, "inductive_bias": {"sampler": "trained"}}
     ),
     "probe params": _spec(probes={"weight_spectrum": {"min_tail": 1}}),
+    "probe params and input size": _spec({**MLP, "in_dim": 32}, probes={"weight_spectrum": {"min_tail": 1}}),
+    "padding of a transform that has none": _spec(
+        {**MLP, "in_dim": 32}, probes={"invariance": {"transforms": [{"name": "sign_flip", "padding": "reflection"}]}}
+    ),
     "arch field": _spec({**MLP, "activation": "swish"}),
     "unknown weights": _spec(weights="missing.safetensors"),
 }

@@ -51,3 +51,12 @@ def test_regression_targets_refuse_a_classification_loss():
     with pytest.raises(InputError) as caught:
         preflight(_spec(loss="zero_one"), description)
     assert [error["loc"] for error in caught.value.errors] == [["task", "dataset"]]
+
+
+def test_probe_params_and_the_dataset_are_reported_together():
+    spec = RunSpec.model_validate({"model": {"arch": {**ARCH, "in_dim": 5}},
+                                   "task": {"dataset": CLUSTERS, "target_error": 0.2},
+                                   "probes": {"weight_spectrum": {"min_tail": 1}}})
+    with pytest.raises(InputError) as caught:
+        preflight(spec, _description())
+    assert [error["loc"] for error in caught.value.errors] == [["probes", "weight_spectrum", "min_tail"], ["task", "dataset"]]
