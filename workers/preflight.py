@@ -8,7 +8,10 @@ stored upload without loading its arrays.
 
 from __future__ import annotations
 
+import math
+
 from models.errors import InputError
+from models.specs import input_signature
 from workers.data.compat import check_dataset_fits
 from workers.probes.base import Probe
 from workers.probes.registry import instantiate_probes
@@ -23,6 +26,7 @@ def preflight(spec: RunSpec, description: dict | None) -> dict[str, Probe]:
     Checks, every problem collected into one ``InputError`` (the user fixes them in one round trip):
     - ``model.arch`` is set (the API fills it from an uploaded model first);
     - every probe's params, and their fit with the architecture and task (``instantiate_probes``);
+    - ``task.input_permutation`` has one entry per element of an input sample;
     - with a dataset: its samples fit the architecture's input and its labels or targets fit the
       outputs and the loss (``workers.data.compat.check_dataset_fits``, located at ``task.dataset``),
       and each probe accepts it (``Probe.check_dataset``).
@@ -46,6 +50,16 @@ def preflight(spec: RunSpec, description: dict | None) -> dict[str, Probe]:
         # The dataset is still checked against the architecture; only valid probes check it too.
         errors.extend(exc.errors)
         probes = {}
+    permutation = None if spec.task is None else spec.task.input_permutation
+    if permutation is not None:
+        # Bounded by what it permutes: one index per element of one input sample.
+        _, shape = input_signature(spec.model.arch)
+        size = math.prod(shape)
+        if len(permutation) != size:
+            errors.append({
+                "loc": ["task", "input_permutation"], "type": "value_error",
+                "msg": f"has {len(permutation)} entries; the architecture's inputs {list(shape)} have {size} elements",
+            })
     if description is not None and spec.task is not None:
         try:
             check_dataset_fits(description, spec.model.arch, spec.task.loss, loc=DATASET_LOC)

@@ -60,3 +60,12 @@ def test_probe_params_and_the_dataset_are_reported_together():
     with pytest.raises(InputError) as caught:
         preflight(spec, _description())
     assert [error["loc"] for error in caught.value.errors] == [["probes", "weight_spectrum", "min_tail"], ["task", "dataset"]]
+
+
+def test_input_permutation_is_bounded_by_the_input_size():
+    preflight(_spec(loss="cross_entropy", input_permutation=[3, 2, 1, 0]), _description())  # in_dim 4
+    with pytest.raises(InputError) as caught:
+        preflight(_spec(loss="cross_entropy", input_permutation=list(range(100_000))), _description())
+    (error,) = caught.value.errors
+    assert error["loc"] == ["task", "input_permutation"]
+    assert "100000 entries" in error["msg"] and "[4] have 4 elements" in error["msg"]
