@@ -31,6 +31,11 @@ from models.errors import InputError
 
 DATASET_ARRAYS = ("X_train", "y_train", "X_test", "y_test")
 MAX_DATASET_BYTES = 4 * 2**30
+# A zip member may inflate to at most this many times its compressed size, once past a floor that
+# covers small, highly regular arrays (labels, all-zero padding). Real data compresses far less
+# (digits: 4x; random floats: 1.1x); a zip bomb (1 MB -> 1 GiB of zeros) compresses 1000x.
+MAX_COMPRESSION_RATIO = 100
+COMPRESSION_CHECK_FLOOR_BYTES = 16 * 2**20
 MAX_CLASSES = 100_000  # the largest out_dim an architecture spec allows
 FileFormat = Literal["npz", "safetensors"]
 
@@ -198,6 +203,12 @@ def _check_budget(total_bytes: int, max_bytes: int) -> None:
         raise InputError.at(["file"], f"the arrays take {total_bytes:,} bytes, more than the limit of {max_bytes:,}; use a smaller dataset")
 
 
+def _check_inflation(key: str, member: zipfile.ZipInfo) -> None:
+    if member.file_size > COMPRESSION_CHECK_FLOOR_BYTES and member.file_size > MAX_COMPRESSION_RATIO * max(member.compress_size, 1):
+        raise InputError.at(["file", key], f"inflates from {member.compress_size:,} to {member.file_size:,} bytes "
+                                           f"(over {MAX_COMPRESSION_RATIO}x); refused as a likely zip bomb")
+
+
 def _read_npz(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
     # First pass reads only the .npy headers: object dtypes and oversized shapes are refused before
     # any array payload is read or any memory allocated for it.
@@ -206,6 +217,12 @@ def _read_npz(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
         with zipfile.ZipFile(path) as archive:
             members = archive.infolist()
             _check_keys([m.filename.removesuffix(".npy") for m in members])
+            # The zip directory's declared sizes, before anything is inflated: their sum against
+            # the budget, and each member's inflation against its compressed size.
+            _check_budget(sum(m.file_size for m in members), max_bytes)
+            for member in members:
+                key = member.filename.removesuffix(".npy")
+                _check_inflation(key, member)
             total = 0
             for member in members:
                 key = member.filename.removesuffix(".npy")
@@ -218,7 +235,13 @@ def _read_npz(path: Path, max_bytes: int) -> dict[str, np.ndarray]:
                 if dtype.hasobject:
                     raise InputError.at(["file", key], "holds Python objects (dtype object), which would need unpickling "
                                                        "and are refused; store numeric arrays")
-                total += math.prod(shape) * dtype.itemsize
+                array_bytes = math.prod(shape) * dtype.itemsize
+                if array_bytes > member.file_size:
+                    # The header promises more than the member holds: numpy would allocate the
+                    # promised size and then fail reading.
+                    raise InputError.at(["file", key], f"its header declares {array_bytes:,} bytes of data but the "
+                                                       f"archive member holds {member.file_size:,}; the file is damaged")
+                total += array_bytes
             _check_budget(total, max_bytes)
         key = None
         with np.load(path, allow_pickle=False) as npz:  # never unpickle user files

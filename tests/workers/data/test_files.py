@@ -275,3 +275,36 @@ def test_content_must_match_the_declared_format(tmp_path):
 def test_unreadable_path_is_an_input_error(tmp_path):
     (error,) = _refusal(tmp_path / "absent.npz")
     assert error["loc"] == ["file"] and "cannot read" in error["msg"]
+
+
+def test_a_zip_bomb_is_refused_from_the_zip_directory_before_inflating(tmp_path):
+    # 64 MiB of zeros deflate to about 64 kB: over 100x, and past the 16 MiB floor.
+    arrays = _arrays()
+    arrays["X_train"] = np.zeros((2**21, 8), dtype=np.float32)
+    arrays["y_train"] = np.zeros(2**21, dtype=np.int64)
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, **arrays)
+    assert path.stat().st_size < 2**20
+    errors = _refusal(path)
+    assert errors[0]["loc"] == ["file", "X_train"] and "zip bomb" in errors[0]["msg"]
+    # The declared sizes also count against the budget, before anything is inflated.
+    assert "more than the limit" in _refusal(path, max_bytes=2**20)[0]["msg"]
+
+
+def test_a_regular_compressed_dataset_passes(tmp_path):
+    path = tmp_path / "ok.npz"
+    np.savez_compressed(path, **_arrays())
+    assert load_dataset_file(path).describe()["n_train"] == 6
+
+
+def test_a_header_promising_more_than_its_member_holds_is_refused(tmp_path):
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 3)})
+    buffer.write(np.zeros((6, 3), dtype=np.float32).tobytes())
+    arrays = _arrays()
+    path = tmp_path / "lying.npz"
+    np.savez(path, **{k: v for k, v in arrays.items() if k != "X_train"})
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("X_train.npy", buffer.getvalue())
+    errors = _refusal(path)
+    assert errors[0]["loc"] == ["file", "X_train"] and "declares 12,000,000 bytes" in errors[0]["msg"]
