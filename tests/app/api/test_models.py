@@ -82,3 +82,16 @@ def test_file_just_over_the_limit_is_413_from_the_store(embedded_client, embedde
     response = embedded_client.post("/api/v1/models", files={"file": ("big.safetensors", payload)}, data={"arch": json.dumps(MLP_ARCH)})
     assert response.status_code == 413 and response.json()["detail"][0]["loc"] == ["body", "file"]
     assert [p for p in embedded_settings.resolved_storage_dir.rglob("*") if p.is_file()] == []
+
+
+def test_a_huge_arch_is_checked_without_building_it(embedded_client):
+    """A 17 GB architecture with a tiny file: refused (the checkpoint does not match) without
+    allocating the model; its parameter count comes from shapes on the meta device."""
+    import resource
+
+    huge = {"name": "mlp", "in_dim": 65536, "hidden": [65536, 65536], "out_dim": 10}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    response = embedded_client.post("/api/v1/models", files={"file": ("net.safetensors", checkpoint_bytes())},
+                                    data={"arch": json.dumps(huge)})
+    assert response.status_code == 422, response.text
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 2**20  # grew by under 1 GiB
