@@ -9,8 +9,8 @@ import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from app.runtime import Runtime
 from app.jobs.queue import JobQueue
+from app.runtime import Runtime
 
 
 # Plain attribute reads: async so they never wait for a thread of the (possibly busy) pool.

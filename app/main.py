@@ -14,14 +14,14 @@ from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
 from app.api.router import api_router
 from app.config import Settings, get_settings
-from app.migrate import upgrade
-from app.orm import Run, RunStatus
-from app.runtime import Runtime
 from app.jobs.celery_app import create_celery
 from app.jobs.celery_queue import CeleryJobQueue
 from app.jobs.embedded import EmbeddedJobQueue
 from app.jobs.queue import JobQueue
 from app.jobs.registry import RUN
+from app.migrate import upgrade
+from app.orm import Run, RunStatus
+from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

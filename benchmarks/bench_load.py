@@ -248,7 +248,7 @@ async def run_level(port: int, run_ids: list[str], clients: int, duration_s: flo
                 started = time.monotonic()
                 try:
                     status, _ = await asyncio.wait_for(connection.get(path), REQUEST_TIMEOUT_S)
-                except (asyncio.TimeoutError, TimeoutError):
+                except TimeoutError:
                     result.error("timeout")
                     connection.close()
                     continue
@@ -274,7 +274,7 @@ async def run_level(port: int, run_ids: list[str], clients: int, duration_s: flo
                 status, _ = await asyncio.wait_for(connection.get("/api/v1/healthz"), REQUEST_TIMEOUT_S)
                 result.health_s.append(time.monotonic() - started)
                 result.health_errors += status != 200
-            except (OSError, asyncio.TimeoutError, TimeoutError, asyncio.IncompleteReadError, ValueError):
+            except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError):
                 result.health_s.append(time.monotonic() - started)
                 result.health_errors += 1
             finally:

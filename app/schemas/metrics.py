@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-
 from pydantic import BaseModel, Field
 
-from workers.probes.metrics import Better, Metric, Scope
 from app.schemas.timestamps import Timestamp
+from workers.probes.metrics import Better, Metric, Scope
 
 
 class RunMetricList(BaseModel):

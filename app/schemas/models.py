@@ -1,7 +1,7 @@
 from __future__ import annotations
 
-
 from pydantic import BaseModel, ConfigDict
+
 from app.schemas.timestamps import Timestamp
 
 

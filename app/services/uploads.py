@@ -20,11 +20,11 @@ from sqlalchemy.orm import Session
 
 from app.orm import DatasetRecord, ModelRecord
 from app.storage import BlobStore, IncomingBlob
+from models.errors import InputError
 from models.loading import load_checkpoint
 from models.registry import build_model, count_parameters
 from models.specs import parse_arch
 from workers.data.files import load_dataset_file
-from models.errors import InputError
 
 CHUNK_BYTES = 1 << 20
 MODEL_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".pt2": "pt2"}

@@ -8,8 +8,8 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, sta
 from sqlalchemy import func, select
 
 from app.api.responses import errors
-from app.api.storable import require_storable
 from app.api.session_route import SessionRoute
+from app.api.storable import require_storable
 from app.deps import RuntimeDep, SessionDep
 from app.orm import DatasetRecord
 from app.schemas.datasets import DatasetCreated, DatasetList, DatasetRead

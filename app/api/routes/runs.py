@@ -9,13 +9,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
 from sqlalchemy import Text, cast, func, select
 
+from app.api.responses import errors, links_to_run
 from app.api.session_route import SessionRoute
+from app.api.storable import require_storable
 from app.deps import JobQueueDep, RuntimeDep, SessionDep
 from app.orm import Report, Run, RunStatus
 from app.runtime import Runtime
 from app.schemas.metrics import RunMetricList
-from app.api.responses import errors, links_to_run
-from app.api.storable import require_storable
 from app.schemas.runs import RunList, RunRead, RunSummary
 from app.services.report_cache import CachedReport
 from app.services.run_metrics import run_metrics
