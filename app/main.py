@@ -11,6 +11,7 @@ from sqlalchemy import select
 from app.api.errors import install_error_handlers
 from app.api.router import api_router
 from app.config import Settings, get_settings
+from app.dashboard.web import install_dashboard
 from app.migrate import upgrade
 from app.orm import Run, RunStatus
 from app.runtime import Runtime
@@ -59,8 +60,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         max_body_size=settings.max_upload_bytes + _UPLOAD_OVERHEAD_BYTES,
+        # /docs is served by the dashboard with Swagger UI's files vendored (the default page loads
+        # them from a CDN); ReDoc has no offline copy, so it is off.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(api_router)
+    install_dashboard(app)
     return app

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
-from sqlalchemy import func, select
+from fastapi import APIRouter, File, Form, Query, UploadFile, status
 
 from app.deps import RuntimeDep, SessionDep
-from app.orm import DatasetRecord
+from app.services import catalog
 from app.schemas.datasets import DatasetCreated, DatasetList, DatasetRead
 from app.services.uploads import create_dataset
 
@@ -34,16 +33,10 @@ def list_datasets(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> DatasetList:
-    count = session.scalar(select(func.count()).select_from(DatasetRecord)) or 0
-    records = session.scalars(
-        select(DatasetRecord).order_by(DatasetRecord.created_at.desc(), DatasetRecord.id).offset(offset).limit(limit)
-    ).all()
+    records, count = catalog.list_datasets(session, limit=limit, offset=offset)
     return DatasetList(data=[DatasetRead.model_validate(r) for r in records], count=count)
 
 
 @router.get("/{dataset_id}", response_model=DatasetRead, operation_id="get_dataset")
 def get_dataset(dataset_id: str, session: SessionDep) -> DatasetRead:
-    record = session.get(DatasetRecord, dataset_id)
-    if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no dataset with id '{dataset_id}'")
-    return DatasetRead.model_validate(record)
+    return DatasetRead.model_validate(catalog.get_dataset(session, dataset_id))

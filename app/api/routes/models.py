@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
-from sqlalchemy import func, select
+from fastapi import APIRouter, File, Form, Query, UploadFile, status
 
 from app.deps import RuntimeDep, SessionDep
-from app.orm import ModelRecord
+from app.services import catalog
 from app.schemas.models import ModelCreated, ModelList, ModelRead
 from app.services.uploads import create_model
 
@@ -45,22 +44,10 @@ def list_models(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ModelList:
-    filters = [ModelRecord.family == family] if family else []
-    ordered = select(ModelRecord).where(*filters).order_by(ModelRecord.created_at.desc(), ModelRecord.id)
-    if tag:
-        # Tags are a JSON list; filtering them in Python keeps one code path for SQLite and
-        # PostgreSQL. Fine at registry scale; move to a JSONB containment query if that changes.
-        records = [r for r in session.scalars(ordered) if tag in (r.tags or [])]
-        count, page = len(records), records[offset : offset + limit]
-    else:
-        count = session.scalar(select(func.count()).select_from(ModelRecord).where(*filters)) or 0
-        page = session.scalars(ordered.offset(offset).limit(limit)).all()
+    page, count = catalog.list_models(session, family=family, tag=tag, limit=limit, offset=offset)
     return ModelList(data=[ModelRead.model_validate(r) for r in page], count=count)
 
 
 @router.get("/{model_id}", response_model=ModelRead, operation_id="get_model")
 def get_model(model_id: str, session: SessionDep) -> ModelRead:
-    record = session.get(ModelRecord, model_id)
-    if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model with id '{model_id}'")
-    return ModelRead.model_validate(record)
+    return ModelRead.model_validate(catalog.get_model(session, model_id))

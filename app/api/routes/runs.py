@@ -6,10 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse, JSONResponse
-from sqlalchemy import func, select
-
 from app.deps import DispatcherDep, RuntimeDep, SessionDep
 from app.orm import Report, Run, RunStatus
+from app.services import catalog
 from app.schemas.metrics import RunMetricList
 from app.schemas.runs import RunList, RunRead
 from app.services.run_metrics import run_metrics
@@ -33,26 +32,20 @@ def list_runs(
     model_id: str | None = None,
     dataset_id: str | None = None,
     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
+    model_name: Annotated[str | None, Query(max_length=200)] = None,
+    probe: Annotated[str | None, Query(max_length=100, description="runs that include this probe")] = None,
+    tag: Annotated[str | None, Query(max_length=64, description="runs of models with this tag")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> RunList:
-    filters = []
-    if model_id:
-        filters.append(Run.model_id == model_id)
-    if dataset_id:
-        filters.append(Run.dataset_id == dataset_id)
-    if run_status:
-        filters.append(Run.status == run_status)
-    count = session.scalar(select(func.count()).select_from(Run).where(*filters)) or 0
-    runs = session.scalars(select(Run).where(*filters).order_by(Run.created_at.desc(), Run.id).offset(offset).limit(limit)).all()
-    return RunList(data=[RunRead.model_validate(r) for r in runs], count=count)
+    filters = catalog.RunFilters(model_id=model_id, dataset_id=dataset_id, status=run_status, model_name=model_name,
+                                 probe=probe, tag=tag)  # fmt: skip
+    rows, count = catalog.list_runs(session, filters, limit=limit, offset=offset)
+    return RunList(data=[RunRead.model_validate(row.run) for row in rows], count=count)
 
 
 def _get_run(session, run_id: str) -> Run:
-    run = session.get(Run, run_id)
-    if run is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no run with id '{run_id}'")
-    return run
+    return catalog.get_run(session, run_id)
 
 
 @router.get("/{run_id}", response_model=RunRead, operation_id="get_run")

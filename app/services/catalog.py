@@ -1,0 +1,140 @@
+"""Reading runs, models and datasets: the listings and lookups the API and the dashboard share.
+
+Both front ends call these functions, so a filter or an ordering is written once and the dashboard
+never grows a second set of queries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import String, cast, func, select
+from sqlalchemy.orm import Session
+
+from app.orm import DatasetRecord, ModelRecord, Report, Run
+
+
+class NotFound(LookupError):
+    """No row with that id; the API answers 404 with this message, the dashboard its 404 page."""
+
+
+@dataclass(frozen=True)
+class RunFilters:
+    model_id: str | None = None
+    dataset_id: str | None = None
+    status: str | None = None
+    model_name: str | None = None
+    probe: str | None = None
+    tag: str | None = None
+
+
+@dataclass(frozen=True)
+class RunRow:
+    """A run with the name (and tags) of its model, for tables."""
+
+    run: Run
+    model_name: str | None
+    model_tags: list[str]
+
+
+def _json_text_contains(column, fragment: str):
+    # Probe names (keys of spec.probes) and model tags sit inside JSON documents. Matching the
+    # JSON text works the same on SQLite and PostgreSQL (both render '"key": ' and '"tag"');
+    # autoescape keeps '_' in probe names from acting as a LIKE wildcard.
+    return cast(column, String).contains(fragment, autoescape=True)
+
+
+def list_runs(session: Session, filters: RunFilters, *, limit: int, offset: int) -> tuple[list[RunRow], int]:
+    """Runs newest first with their model's name and tags, and the count matching ``filters``."""
+    query = select(Run, ModelRecord.name, ModelRecord.tags).outerjoin(ModelRecord, ModelRecord.id == Run.model_id)
+    conditions = []
+    if filters.model_id:
+        conditions.append(Run.model_id == filters.model_id)
+    if filters.dataset_id:
+        conditions.append(Run.dataset_id == filters.dataset_id)
+    if filters.status:
+        conditions.append(Run.status == filters.status)
+    if filters.model_name:
+        conditions.append(ModelRecord.name == filters.model_name)
+    if filters.probe:
+        conditions.append(_json_text_contains(Run.spec, f'"{filters.probe}": '))
+    if filters.tag:
+        conditions.append(_json_text_contains(ModelRecord.tags, f'"{filters.tag}"'))
+    query = query.where(*conditions)
+    count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.execute(query.order_by(Run.created_at.desc(), Run.id).offset(offset).limit(limit)).all()
+    return [RunRow(run=run, model_name=name, model_tags=list(tags or [])) for run, name, tags in rows], count
+
+
+def runs_by_ids(session: Session, run_ids: Sequence[str]) -> list[RunRow]:
+    """The given runs in the given order; raises ``NotFound`` naming the first unknown id."""
+    rows = session.execute(
+        select(Run, ModelRecord.name, ModelRecord.tags).outerjoin(ModelRecord, ModelRecord.id == Run.model_id).where(Run.id.in_(run_ids))
+    ).all()
+    found = {run.id: RunRow(run=run, model_name=name, model_tags=list(tags or [])) for run, name, tags in rows}
+    for run_id in run_ids:
+        if run_id not in found:
+            raise NotFound(f"no run with id '{run_id}'")
+    return [found[run_id] for run_id in run_ids]
+
+
+def get_run(session: Session, run_id: str) -> Run:
+    run = session.get(Run, run_id)
+    if run is None:
+        raise NotFound(f"no run with id '{run_id}'")
+    return run
+
+
+def get_report_body(session: Session, run_id: str) -> dict | None:
+    """The stored report JSON of a run, or None while it has none (queued, running, failed)."""
+    report = session.get(Report, run_id)
+    return report.body if report is not None else None
+
+
+def get_model(session: Session, model_id: str) -> ModelRecord:
+    record = session.get(ModelRecord, model_id)
+    if record is None:
+        raise NotFound(f"no model with id '{model_id}'")
+    return record
+
+
+def get_dataset(session: Session, dataset_id: str) -> DatasetRecord:
+    record = session.get(DatasetRecord, dataset_id)
+    if record is None:
+        raise NotFound(f"no dataset with id '{dataset_id}'")
+    return record
+
+
+def list_models(
+    session: Session, *, family: str | None = None, tag: str | None = None, name: str | None = None, limit: int, offset: int
+) -> tuple[list[ModelRecord], int]:
+    """Models newest first, optionally one family, one tag or one name (a lineage)."""
+    conditions = []
+    if family:
+        conditions.append(ModelRecord.family == family)
+    if name:
+        conditions.append(ModelRecord.name == name)
+    if tag:
+        conditions.append(_json_text_contains(ModelRecord.tags, f'"{tag}"'))
+    ordered = select(ModelRecord).where(*conditions).order_by(ModelRecord.created_at.desc(), ModelRecord.id)
+    count = session.scalar(select(func.count()).select_from(ModelRecord).where(*conditions)) or 0
+    return list(session.scalars(ordered.offset(offset).limit(limit))), count
+
+
+def model_lineages(session: Session) -> list[tuple[str, int, object]]:
+    """``(name, number of models, newest upload)`` per model name, newest lineage first."""
+    rows = session.execute(
+        select(ModelRecord.name, func.count(), func.max(ModelRecord.created_at))
+        .group_by(ModelRecord.name)
+        .order_by(func.max(ModelRecord.created_at).desc())
+    ).all()
+    return [(name, count, newest) for name, count, newest in rows]
+
+
+def list_datasets(session: Session, *, limit: int, offset: int) -> tuple[list[DatasetRecord], int]:
+    count = session.scalar(select(func.count()).select_from(DatasetRecord)) or 0
+    records = session.scalars(
+        select(DatasetRecord).order_by(DatasetRecord.created_at.desc(), DatasetRecord.id).offset(offset).limit(limit)
+    ).all()
+    return list(records), count
