@@ -303,3 +303,41 @@ def overlaid_points(rows: list[dict], y: str, title: str) -> dict[str, Any] | No
     items = len({row[y] for row in rows})
     log_x = _all_positive(rows, "value", "low", "high")
     return _base(title, _interval_layers(y, y, color="run", x_log=log_x), rows, height=max(80, 40 * items))
+
+
+ESD_BINS = 30
+
+
+def esd_chart(eigenvalues: Iterable[float], layer: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A layer's empirical spectral density on log-log axes (log-spaced bins), with the fitted power
+    law ``p(x) = (n_tail / n) (alpha - 1) / xmin (x / xmin)^-alpha`` over the tail and a rule at xmin."""
+    values = sorted(v for v in eigenvalues if _finite(v) and v > 0)
+    if len(values) < 2 or values[0] == values[-1]:
+        return None
+    n, low, high = len(values), values[0], values[-1]
+    ratio = (high / low) ** (1 / ESD_BINS)
+    edges = [low * ratio**i for i in range(ESD_BINS + 1)]
+    edges[-1] = high * (1 + 1e-12)  # the largest eigenvalue falls inside the last bin
+    counts = [0] * ESD_BINS
+    position = 0
+    for v in values:
+        while v >= edges[position + 1]:
+            position += 1
+        counts[position] += 1
+    bars = [{"low": lo, "high": hi, "density": c / n / (hi - lo)} for lo, hi, c in zip(edges[:-1], edges[1:], counts) if c > 0]
+    layers: list[dict] = [{
+        "data": {"values": bars}, "mark": {"type": "rect", "opacity": 0.7, "color": "#4c78a8"},
+        "encoding": {"x": {"field": "low", "type": "quantitative", "scale": {"type": "log"}, "title": "eigenvalue λ"},
+                     "x2": {"field": "high"}, "y": {"field": "density", "type": "quantitative", "scale": {"type": "log"}, "title": "density"},
+                     "tooltip": [{"field": "low", "format": ".3g"}, {"field": "high", "format": ".3g"}, {"field": "density", "format": ".3g"}]},
+    }]  # fmt: skip
+    alpha, xmin, n_tail = layer.get("alpha"), layer.get("xmin"), layer.get("n_tail")
+    if _finite(alpha) and _finite(xmin) and xmin > 0 and alpha > 1 and n_tail:
+        xs = [xmin * (high / xmin) ** (i / 40) for i in range(41)] if high > xmin else [xmin]
+        fit = [{"x": x, "density": n_tail / n * (alpha - 1) / xmin * (x / xmin) ** -alpha} for x in xs]
+        layers.append({"data": {"values": fit}, "mark": {"type": "line", "color": "#e45756", "strokeWidth": 2},
+                       "encoding": {"x": {"field": "x", "type": "quantitative"}, "y": {"field": "density", "type": "quantitative"}}})
+        layers.append({"data": {"values": [{"xmin": xmin}]}, "mark": {"type": "rule", "strokeDash": [6, 3], "color": "#222222"},
+                       "encoding": {"x": {"field": "xmin", "type": "quantitative"}, "tooltip": [{"field": "xmin", "format": ".4g"}]}})
+    fitted = f", power law α = {alpha:.3g} from xmin = {xmin:.3g}" if _finite(alpha) and _finite(xmin) else ", no power-law fit"
+    return {"title": f"ESD of {layer.get('name')} (log-log){fitted}", "width": WIDTH, "height": HEIGHT, "layer": layers}

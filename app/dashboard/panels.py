@@ -10,10 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.dashboard import charts
 from app.dashboard.charts import Chart
+
+if TYPE_CHECKING:
+    import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,17 @@ class Panel:
     tables: list[Table] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    # Options the reader picks on the page (e.g. which layer's ESD): {name: (choices, chosen)}.
+    choices: dict[str, tuple[list[str], str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PanelView:
+    """What a panel may read besides the report: stored arrays, and the reader's choices."""
+
+    artifacts: Mapping[str, Any] = field(default_factory=dict)
+    load_array: Callable[[str], "np.ndarray | None"] | None = None
+    layer: str | None = None
 
 
 def fmt(value: Any, digits: int = 4) -> str:
@@ -60,7 +74,7 @@ def _add(panel: Panel, chart_id: str, spec: dict | None) -> None:
         panel.charts.append(Chart(id=chart_id, title=spec.get("title", chart_id), spec=spec))
 
 
-def _inductive_bias(panel: Panel, result: Mapping[str, Any]) -> None:
+def _inductive_bias(panel: Panel, result: Mapping[str, Any], view: PanelView) -> None:
     for label, space in (result.get("spaces") or {}).items():
         _add(panel, f"inductive_bias.losses.{label}", charts.loss_histogram(space, result.get("loss", "loss"), f"sampled test losses: {label}"))
         panel.tables.append(Table(f"space '{label}' ({space.get('sampler')})", ["quantity", "value", "ci95"], [
@@ -81,7 +95,7 @@ def _inductive_bias(panel: Panel, result: Mapping[str, Any]) -> None:
         panel.tables.append(Table("relative bias", ["space a", "space b", "bits(a) − bits(b)", "ci95"], rows))
 
 
-def _invariance(panel: Panel, result: Mapping[str, Any]) -> None:
+def _invariance(panel: Panel, result: Mapping[str, Any], view: PanelView) -> None:
     _add(panel, "invariance.ratios", charts.invariance_chart(charts.invariance_ratios(result), "invariance ratio per transform, ci95 (lower = more invariant)"))
     _add(panel, "invariance.lie", charts.lie_derivatives(result))
     ranking = (result.get("summary") or {}).get("ranking") or []
@@ -93,7 +107,7 @@ def _invariance(panel: Panel, result: Mapping[str, Any]) -> None:
     panel.notes.extend(sorted(notes))
 
 
-def _simplicity(panel: Panel, result: Mapping[str, Any]) -> None:
+def _simplicity(panel: Panel, result: Mapping[str, Any], view: PanelView) -> None:
     rows = []
     for measure in charts.SIMPLICITY_MEASURES:
         _add(panel, f"simplicity.{measure}", charts.simplicity_chart(result, measure))
@@ -109,7 +123,7 @@ def _simplicity(panel: Panel, result: Mapping[str, Any]) -> None:
         ]))  # fmt: skip
 
 
-def _weight_spectrum(panel: Panel, result: Mapping[str, Any]) -> None:
+def _weight_spectrum(panel: Panel, result: Mapping[str, Any], view: PanelView) -> None:
     with_alpha = any(layer.get("alpha") is not None for layer in result.get("layers") or [])
     # alpha needs enough eigenvalues for a power-law fit; small layers have none, and then the
     # stable rank (always defined) is the per-layer picture.
@@ -121,12 +135,26 @@ def _weight_spectrum(panel: Panel, result: Mapping[str, Any]) -> None:
          fmt(layer.get("xmin")), fmt(layer.get("stable_rank")), layer.get("skipped_reason") or ""]
         for layer in result.get("layers") or []
     ]))  # fmt: skip
-    # The ESD itself (eigenvalues per layer) is not part of the report; showing it needs the probe
-    # to store the eigenvalues as artifacts first.
-    panel.notes.append("The eigenvalue density of each layer is not stored in the report, so its log-log plot is not shown.")
+    _esd(panel, result, view)
 
 
-def _sharpness(panel: Panel, result: Mapping[str, Any]) -> None:
+def _esd(panel: Panel, result: Mapping[str, Any], view: PanelView) -> None:
+    """The chosen layer's ESD, from the ``weight_spectrum.eigenvalues.<layer>`` artifact."""
+    layers = {layer["name"]: layer for layer in result.get("layers") or []}
+    stored = [name for name in layers if view.load_array is not None and f"weight_spectrum.eigenvalues.{name}" in view.artifacts]
+    if not stored:
+        panel.notes.append("This report has no stored eigenvalues (runs before they were kept, or a CLI run), so no ESD plot.")
+        return
+    # Default: the largest layer with a power-law fit (the most informative tail), else the largest.
+    fitted = [name for name in stored if layers[name].get("alpha") is not None]
+    chosen = view.layer if view.layer in stored else max(fitted or stored, key=lambda name: layers[name].get("n_eigs") or 0)
+    panel.choices = {"layer": (stored, chosen)}
+    values = view.load_array(f"weight_spectrum.eigenvalues.{chosen}")
+    if values is not None:
+        _add(panel, "weight_spectrum.esd", charts.esd_chart(values.tolist(), layers[chosen]))
+
+
+def _sharpness(panel: Panel, result: Mapping[str, Any], view: PanelView) -> None:
     _add(panel, "sharpness.eigenvalues", charts.top_eigenvalues(result))
     _add(panel, "sharpness.trace", charts.hessian_trace(result))
     trace, loss = result.get("trace") or {}, result.get("loss") or {}
@@ -140,7 +168,7 @@ def _sharpness(panel: Panel, result: Mapping[str, Any]) -> None:
         panel.notes.append(loss["note"])
 
 
-CUSTOM_PANELS: dict[str, Callable[[Panel, Mapping[str, Any]], None]] = {
+CUSTOM_PANELS: dict[str, Callable[[Panel, Mapping[str, Any], PanelView], None]] = {
     "inductive_bias": _inductive_bias,
     "invariance": _invariance,
     "simplicity": _simplicity,
@@ -163,8 +191,9 @@ def metrics_table(metrics: list[Mapping[str, Any]]) -> Table:
     ])  # fmt: skip
 
 
-def build_panels(report: Mapping[str, Any]) -> list[Panel]:
+def build_panels(report: Mapping[str, Any], view: PanelView | None = None) -> list[Panel]:
     """One panel per probe of the report, in the order the probes ran."""
+    view = view or PanelView(artifacts=report.get("artifacts") or {})
     metrics = report.get("metrics") or []
     panels = []
     for probe, result in (report.get("probes") or {}).items():
@@ -174,7 +203,7 @@ def build_panels(report: Mapping[str, Any]) -> list[Panel]:
         try:
             if builder is None:
                 raise LookupError("no custom panel")
-            builder(panel, result)
+            builder(panel, result, view)
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
             # A result in a shape the custom panel does not know (an older or newer probe version)
             # falls back to the generic panel instead of failing the page.

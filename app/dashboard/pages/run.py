@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 
 from app.dashboard import chart_export
-from app.dashboard.panels import Panel, build_panels
+from app.dashboard.panels import Panel, PanelView, build_panels
 from app.dashboard.pages.runs import ACTIVE, CANCEL_RUN
 from app.dashboard.web import render
 from app.deps import RuntimeDep, SessionDep
@@ -17,10 +18,23 @@ from app.services import catalog
 router = APIRouter()
 
 
-def _panels(run, report: dict | None) -> list[Panel]:
+def _view(report: dict, runtime, layer: str | None) -> PanelView:
+    artifacts = report.get("artifacts") or {}
+
+    def load_array(name: str) -> np.ndarray | None:
+        descriptor = artifacts.get(name) or {}
+        if not descriptor.get("stored") or not descriptor.get("sha256"):
+            return None
+        path = runtime.store.path_for(descriptor["sha256"])
+        return np.load(path, allow_pickle=False) if path.is_file() else None  # never unpickle stored bytes
+
+    return PanelView(artifacts=artifacts, load_array=load_array, layer=layer)
+
+
+def _panels(run, report: dict | None, runtime, layer: str | None = None) -> list[Panel]:
     if report is None:
         return []
-    panels = build_panels(report)
+    panels = build_panels(report, _view(report, runtime, layer))
     # A probe the spec asked for but the report lacks still gets a panel saying so.
     present = {panel.probe for panel in panels}
     for probe in (run.spec or {}).get("probes") or {}:
@@ -30,13 +44,13 @@ def _panels(run, report: dict | None) -> list[Panel]:
 
 
 @router.get("/runs/{run_id}")
-def run_page(run_id: str, request: Request, session: SessionDep) -> Response:
+def run_page(run_id: str, request: Request, session: SessionDep, runtime: RuntimeDep, layer: str | None = None) -> Response:
     run = catalog.get_run(session, run_id)
     report = catalog.get_report_body(session, run_id)
     model = catalog.get_model(session, run.model_id) if run.model_id else None
     dataset = catalog.get_dataset(session, run.dataset_id) if run.dataset_id else None
     context = {
-        "run": run, "report": report, "model": model, "dataset": dataset, "panels": _panels(run, report),
+        "run": run, "report": report, "model": model, "dataset": dataset, "panels": _panels(run, report, runtime, layer),
         "spec_json": json.dumps(run.spec, indent=2), "live": run.status in ACTIVE, "can_cancel": CANCEL_RUN is not None,
         "can_export": chart_export.available(),
     }  # fmt: skip
@@ -74,12 +88,12 @@ def download_artifact(run_id: str, name: str, session: SessionDep, runtime: Runt
 
 
 @router.get("/runs/{run_id}/charts/{chart_id}.{fmt}")
-def download_chart(run_id: str, chart_id: str, fmt: str, session: SessionDep) -> Response:
+def download_chart(run_id: str, chart_id: str, fmt: str, session: SessionDep, runtime: RuntimeDep, layer: str | None = None) -> Response:
     """One panel chart rendered on the server (vl-convert), for reports and CI summaries."""
     if fmt not in chart_export.FORMATS:
         raise HTTPException(404, detail=f"charts come as {sorted(chart_export.FORMATS)}")
     run = catalog.get_run(session, run_id)
-    for panel in _panels(run, _report_or_409(session, run_id)):
+    for panel in _panels(run, _report_or_409(session, run_id), runtime, layer):
         for chart in panel.charts:
             if chart.id == chart_id:
                 return chart_export.response(chart, fmt, filename=f"{run_id}-{chart_id}")

@@ -29,6 +29,13 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync"]  # fmt: skip
 # The teacher dataset's defaults: 8 features, one regression target.
 ARCH = {"name": "mlp", "in_dim": 8, "hidden": [16], "out_dim": 1, "activation": "relu"}
+ALL_PROBES = {
+    "inductive_bias": {"n_hypotheses": 40},
+    "invariance": {"n_inputs": 16, "n_init_samples": 2},
+    "simplicity": {"grid_size": 16, "n_planes": 1, "n_init_samples": 2},
+    "weight_spectrum": {},
+    "sharpness": {"max_train_samples": 64, "top_k": 2, "n_lanczos_iter": 6, "hutchinson_probes": 4},
+}
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 try:
@@ -171,9 +178,27 @@ def test_dashboard_end_to_end(page, tmp_path):
             assert _marks(charts.nth(c)) > 0, f"{panel.get_attribute('data-probe')} chart {c} drew nothing"
     _shot(page, "run")
 
-    # Compare it with a second run of the same model.
-    second = _queue_run(page, "browser-mlp", probes)
-    expect(page.locator(f"#run-{second}[data-status=succeeded]")).to_be_visible(timeout=60_000)
+    # A second run of the same model with every probe (small sizes), queued through the API: each
+    # of its five panels draws.
+    model_id = page.request.get("/api/v1/models").json()["data"][0]["id"]
+    spec = {"model": {"weights": model_id}, "task": {"dataset": {"builtin": "teacher"}, "loss": "mse", "target_error": 0.5},
+            "probes": ALL_PROBES, "seed": 1}  # fmt: skip
+    second = page.request.post("/api/v1/runs", data=spec).json()["id"]
+    page.goto("/")
+    expect(page.locator(f"#run-{second}[data-status=succeeded]")).to_be_visible(timeout=90_000)
+    page.goto(f"/runs/{second}")
+    panels = page.locator("section.panel")
+    expect(panels).to_have_count(len(ALL_PROBES))
+    for index in range(len(ALL_PROBES)):
+        charts = panels.nth(index).locator(".chart")
+        assert charts.count() >= 1, panels.nth(index).get_attribute("data-probe")
+        for c in range(charts.count()):
+            expect(charts.nth(c)).to_have_attribute("data-rendered", "true", timeout=20_000)
+            assert _marks(charts.nth(c)) > 0, f"{panels.nth(index).get_attribute('data-probe')} chart {c} drew nothing"
+    _shot(page, "run-all-probes")
+
+    # Compare the two runs: picked on the Runs page.
+    page.goto("/")
     page.check(f"#run-{first} input[name=run]")
     page.check(f"#run-{second} input[name=run]")
     page.click("#compare-form button[type=submit]")
@@ -192,6 +217,13 @@ def test_dashboard_end_to_end(page, tmp_path):
     trends = page.locator(".chart")
     assert trends.count() >= 1
     expect(trends.first).to_have_attribute("data-rendered", "true", timeout=20_000)
+
+    # Keyboard: the first Tab reaches the skip link, which moves focus to the content.
+    page.goto("/")
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
 
     # Phone width: the runs page still fits (no horizontal scrolling of the page itself).
     page.set_viewport_size({"width": 390, "height": 844})

@@ -102,3 +102,17 @@ def test_server_side_export_renders_the_same_spec(fmt):
         pytest.skip("vl-convert-python is not installed (pip install 'priorprobe[charts]')")
     data = chart_export.render(charts.loss_histogram(SPACE, "mse", "losses"), fmt)
     assert data.startswith(b"<svg") if fmt == "svg" else data[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_esd_is_a_density_and_the_power_law_starts_at_xmin():
+    rng = np.random.default_rng(0)
+    values = (rng.pareto(2.0, size=400) + 1.0).tolist()
+    layer = {"name": "fc", "alpha": 3.0, "xmin": 2.0, "n_tail": 100}
+    spec = charts.esd_chart(values, layer)
+    bars = spec["layer"][0]["data"]["values"]
+    assert sum(b["density"] * (b["high"] - b["low"]) for b in bars) == pytest.approx(1.0, rel=1e-9)
+    assert spec["layer"][0]["encoding"]["x"]["scale"] == {"type": "log"} and spec["layer"][0]["encoding"]["y"]["scale"] == {"type": "log"}
+    fit = spec["layer"][1]["data"]["values"]
+    assert fit[0]["x"] == 2.0 and fit[0]["density"] == pytest.approx(100 / 400 * (3.0 - 1) / 2.0)
+    assert spec["layer"][2]["data"]["values"] == [{"xmin": 2.0}]
+    assert charts.esd_chart([0.0, 0.0], layer) is None  # nothing positive to draw
