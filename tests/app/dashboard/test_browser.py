@@ -163,7 +163,7 @@ def test_dashboard_end_to_end(page, tmp_path):
     expect(page.locator(f"#run-{first}[data-status=succeeded]")).to_be_visible(timeout=60_000)
     expect(row.locator("progress")).to_have_attribute("value", "1.0")
     assert navigations == [], f"the runs page reloaded: {navigations}"
-    _shot(page, "runs")
+    _shot(page, "runs", full=False)
 
     # The run page: one panel per probe, each drew a chart with marks.
     page.click(f"#run-{first} a[href='/runs/{first}']")
@@ -196,6 +196,9 @@ def test_dashboard_end_to_end(page, tmp_path):
             expect(charts.nth(c)).to_have_attribute("data-rendered", "true", timeout=20_000)
             assert _marks(charts.nth(c)) > 0, f"{panels.nth(index).get_attribute('data-probe')} chart {c} drew nothing"
     _shot(page, "run-all-probes")
+    page.locator("#panel-inductive_bias").scroll_into_view_if_needed()
+    page.evaluate("window.scrollTo(0, document.getElementById('panel-inductive_bias').offsetTop - 8)")
+    _shot(page, "run-panels", full=False)
 
     # Compare the two runs: picked on the Runs page.
     page.goto("/")
