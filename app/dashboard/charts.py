@@ -148,7 +148,12 @@ def invariance_chart(rows: list[dict], title: str) -> dict[str, Any] | None:
         return None
     transforms = len({row["transform"] for row in rows})
     log_x = _all_positive(rows, "value", "low", "high")
-    return _base(title, _interval_layers("transform", "transform", color="weights", x_log=log_x), rows, height=max(80, 36 * transforms))
+    return _base(title, _interval_layers("transform", "transform", color="weights", x_log=log_x), rows, height=row_height(transforms))
+
+
+def row_height(rows: int) -> int:
+    """Height of a chart with one band per row: roomy for a few, compact (still readable) for hundreds."""
+    return max(80, rows * (36 if rows <= 40 else 16))
 
 
 def lie_derivatives(result: Mapping[str, Any]) -> dict[str, Any] | None:

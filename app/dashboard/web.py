@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +31,20 @@ def _chart_json(spec: dict) -> Markup:
     return Markup(json.dumps(spec, allow_nan=False).replace("<", "\\u003c"))
 
 
-def _duration(run) -> str:
-    if run.started_at is None:
-        return "—"
-    end = run.finished_at
-    if end is None:
-        return "running"
-    seconds = (end - run.started_at).total_seconds()
+def format_seconds(seconds: float) -> str:
+    """A duration as people say it: 0.4 s, 3 min 05 s, 6 h 02 min."""
     hours, rest = divmod(int(round(seconds)), 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+def _duration(run) -> str:
+    if run.started_at is None:
+        return "—"
+    if run.finished_at is None:
+        started = run.started_at if run.started_at.tzinfo else run.started_at.replace(tzinfo=timezone.utc)
+        return f"{format_seconds((datetime.now(timezone.utc) - started).total_seconds())} so far"
+    return format_seconds((run.finished_at - run.started_at).total_seconds())
 
 
 templates.env.filters["chart_json"] = _chart_json

@@ -116,3 +116,12 @@ def test_esd_is_a_density_and_the_power_law_starts_at_xmin():
     assert fit[0]["x"] == 2.0 and fit[0]["density"] == pytest.approx(100 / 400 * (3.0 - 1) / 2.0)
     assert spec["layer"][2]["data"]["values"] == [{"xmin": 2.0}]
     assert charts.esd_chart([0.0, 0.0], layer) is None  # nothing positive to draw
+
+
+def test_two_hundred_transforms_stay_one_readable_chart():
+    transforms = {f"t{i}": {"invariance_ratio": {"value": 1.0 + i, "ci95": [0.5 + i, 1.5 + i]},
+                            "init": {"invariance_ratio": {"mean": 2.0, "low": 1.0, "high": 3.0}}} for i in range(200)}  # fmt: skip
+    result = {"weights": "uploaded", "transforms": transforms, "summary": {"ranking": []}}
+    (panel,) = build_panels({"probes": {"invariance": result}, "metrics": [], "warnings": []})
+    (chart,) = [c for c in panel.charts if c.id == "invariance.ratios"]
+    assert len(chart.spec["data"]["values"]) == 400 and chart.spec["height"] == 200 * 16

@@ -110,3 +110,62 @@ def test_sign_in_with_a_key_when_an_authenticator_is_installed(embedded_client):
         assert embedded_client.get("/models", follow_redirects=False).status_code == 200
     finally:
         embedded_client.app.state.dashboard_authenticator = None
+
+
+def _insert_run(client, **columns) -> str:
+    """A run row written directly (states the worker would leave), through the app's own session."""
+    from app.orm import Run
+
+    with client.app.state.runtime.session_factory() as session:
+        run = Run(spec={"model": {"arch": ARCH}, "probes": {"weight_spectrum": {}}}, queue="cpu", attempts=1, **columns)
+        session.add(run)
+        session.commit()
+        return run.id
+
+
+def test_failed_and_long_runs_read_as_people_expect(embedded_client):
+    from datetime import datetime, timedelta, timezone
+
+    started = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    failed = _insert_run(embedded_client, status="failed", progress=0.4, error="probe weight_spectrum: out of memory",
+                         started_at=started, finished_at=started + timedelta(seconds=7))  # fmt: skip
+    long = _insert_run(embedded_client, status="succeeded", progress=1.0, started_at=started, finished_at=started + timedelta(hours=6, minutes=2))
+    page = embedded_client.get(f"/runs/{failed}").text
+    assert 'role="alert"' in page and "probe weight_spectrum: out of memory" in page and "7.0 s" in page
+    runs = embedded_client.get("/").text
+    assert "6 h 02 min" in runs
+    # A succeeded run whose report is missing says so instead of drawing nothing.
+    assert "report is missing" in embedded_client.get(f"/runs/{long}").text
+
+
+def test_running_runs_poll_and_finished_ones_stop(embedded_client):
+    from datetime import datetime, timezone
+
+    running = _insert_run(embedded_client, status="running", progress=0.25, progress_message="sampling 10/40",
+                          started_at=datetime.now(timezone.utc))  # fmt: skip
+    table = embedded_client.get("/runs/table").text
+    assert 'hx-trigger="every 1s"' in table and "sampling 10/40" in table and "so far" in table
+    status = embedded_client.get(f"/runs/{running}/status")
+    assert 'hx-get="/runs/' in status.text and "HX-Refresh" not in status.headers
+    with embedded_client.app.state.runtime.session_factory() as session:
+        from app.orm import Run
+
+        session.get(Run, running).status = "failed"
+        session.commit()
+    finished = embedded_client.get(f"/runs/{running}/status")
+    assert finished.headers["HX-Refresh"] == "true" and "hx-get" not in finished.text
+
+
+def test_compare_marks_only_non_overlapping_intervals():
+    from app.dashboard.pages.compare import shared_metrics
+
+    def report(*metrics):
+        return {"metrics": [{"key": k, "value": v, "ci95": ci, "unit": "u"} for k, v, ci in metrics]}
+
+    rows = shared_metrics([
+        report(("a", 1.0, [0.9, 1.1]), ("b", 5.0, [4.0, 6.0]), ("only_first", 1.0, None)),
+        report(("a", 2.0, [1.5, 2.5]), ("b", 5.5, [5.0, 6.5])),
+        report(("a", 1.05, [1.0, 1.2]), ("b", 9.0, None)),
+    ])  # fmt: skip
+    assert [key for key, _, _ in rows] == ["a", "b"]
+    assert [[c.differs for c in cells] for _, _, cells in rows] == [[False, True, False], [False, False, False]]
