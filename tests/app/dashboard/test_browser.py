@@ -163,6 +163,7 @@ def test_dashboard_end_to_end(page, tmp_path):
     expect(page.locator(f"#run-{first}[data-status=succeeded]")).to_be_visible(timeout=60_000)
     expect(row.locator("progress")).to_have_attribute("value", "1.0")
     assert navigations == [], f"the runs page reloaded: {navigations}"
+    page.evaluate("window.scrollTo(0, 0)")
     _shot(page, "runs", full=False)
 
     # The run page: one panel per probe, each drew a chart with marks.
