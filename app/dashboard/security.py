@@ -1,9 +1,10 @@
 """Dashboard sign-in and CSRF protection.
 
-Sign-in: with no authenticator installed (``app.state.dashboard_authenticator`` is None, the default)
-the dashboard is open, like the API. When API keys exist, the app installs a callable
-``authenticator(key) -> principal | None`` there; the dashboard then asks for a key once, keeps it in
-an HttpOnly, SameSite=Strict cookie, and checks it on every page through ``require_user``.
+Sign-in: with no authenticator (``app.state.dashboard_authenticator`` is None: API keys off, or not
+built) the dashboard is open, like the API. With API keys required (``Settings.auth_required``) the
+authenticator checks a key with the API's own ``authenticate``; the dashboard asks for a key once,
+keeps it in an HttpOnly, SameSite=Strict cookie, and checks it on every page (``require_user``);
+forms that change anything also need a key with write scope (``require_writer``).
 
 CSRF: every form carries a random token that must equal the one in the ``pp_csrf`` cookie (the
 double-submit pattern). A cross-site page can make the browser send the cookie but cannot read it to
@@ -15,14 +16,42 @@ from __future__ import annotations
 import hmac
 import secrets
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from fastapi import HTTPException, Request, Response, status
+
+from app.dashboard import features
 
 CSRF_COOKIE = "pp_csrf"
 CSRF_FIELD = "csrf_token"
 KEY_COOKIE = "pp_key"
 
-Authenticator = Callable[[str], "str | None"]
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    can_write: bool
+
+
+Authenticator = Callable[[str], "User | None"]
+
+
+def api_key_authenticator(runtime) -> Authenticator | None:
+    """The API's own key check, when keys are required; None (sign-in off) otherwise."""
+    api_keys = features.api_keys_module()
+    if api_keys is None or not getattr(runtime.settings, "auth_required", False):
+        return None
+
+    def check(key: str) -> User | None:
+        with runtime.session_factory() as session:
+            record = api_keys.authenticate(session, key, runtime.settings.api_key_pepper)
+            if record is None:
+                return None
+            granted = api_keys.granted_scope(record)
+            return User(name=record.name, can_write=granted.includes(type(granted)("write")))
+
+    return check
 
 
 class SignInRequired(Exception):
@@ -36,16 +65,24 @@ def authenticator(request: Request) -> Authenticator | None:
     return getattr(request.app.state, "dashboard_authenticator", None)
 
 
-def require_user(request: Request) -> str | None:
-    """The signed-in principal, None when sign-in is off; raises ``SignInRequired`` otherwise."""
+def require_user(request: Request) -> User | None:
+    """The signed-in user, None when sign-in is off; raises ``SignInRequired`` otherwise."""
     check = authenticator(request)
     if check is None:
         return None
     key = request.cookies.get(KEY_COOKIE)
-    principal = check(key) if key else None
-    if principal is None:
+    user = check(key) if key else None
+    if user is None:
         raise SignInRequired(request.url.path)
-    return principal
+    return user
+
+
+def require_writer(request: Request) -> User | None:
+    """As ``require_user``, and the key must allow changes (the API's write scope)."""
+    user = require_user(request)
+    if user is not None and not user.can_write:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail=f"API key '{user.name}' may only read; queuing and uploading need scope 'write'")
+    return user
 
 
 def csrf_token(request: Request) -> str:

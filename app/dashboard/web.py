@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.dashboard.panels import fmt, fmt_interval
 from app.services.catalog import NotFound
-from app.dashboard.security import CSRF_FIELD, SignInRequired, authenticator, csrf_token, set_csrf_cookie
+from app.dashboard.security import CSRF_FIELD, SignInRequired, api_key_authenticator, authenticator, csrf_token, set_csrf_cookie
 
 HERE = Path(__file__).parent
 STATIC_URL = "/static"
@@ -70,6 +70,7 @@ def install_dashboard(app: FastAPI) -> None:
     """Mount the pages at ``/``, the static files at ``/static`` and an offline ``/docs``."""
     from app.dashboard.pages import router
 
+    app.state.dashboard_authenticator = api_key_authenticator(app.state.runtime)
     app.mount(STATIC_URL, StaticFiles(directory=HERE / "static"), name="static")
     app.include_router(router)
 

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response
 
-from app.dashboard import charts
+from app.dashboard import charts, features
 from app.dashboard.charts import Chart
 from app.dashboard.forms import errors_by_field
-from app.dashboard.security import CSRF_FIELD, check_csrf
+from app.dashboard.security import CSRF_FIELD, check_csrf, require_writer
 from app.dashboard.web import render
 from app.deps import RuntimeDep, SessionDep
 from app.services import catalog
@@ -22,8 +21,6 @@ from models.errors import InputError
 from workers.data.builtin import BUILTIN_DATASETS
 
 router = APIRouter()
-# Model versions arrive with the provenance work; the form asks for one once the service takes it.
-MODEL_VERSIONS = "version" in inspect.signature(create_model).parameters
 TRENDS_SHOWN = 24  # metrics per lineage page; the rest are one click away in the API
 
 
@@ -34,7 +31,7 @@ def _upload_field(loc: list[str]) -> str | None:
 def _models_context(session, values=None, errors=None) -> dict:
     models, count = catalog.list_models(session, limit=200, offset=0)
     return {"lineages": catalog.model_lineages(session), "models": models, "count": count, "values": values or {},
-            "errors": errors or {}, "versions": MODEL_VERSIONS}  # fmt: skip
+            "errors": errors or {}, "versions": features.model_versions}  # fmt: skip
 
 
 @router.get("/models")
@@ -50,13 +47,14 @@ def upload_model(
     version: Annotated[str, Form(max_length=100)] = "", csrf: Annotated[str | None, Form(alias=CSRF_FIELD)] = None,
 ) -> Response:  # fmt: skip
     check_csrf(request, csrf)
+    user = require_writer(request)
     values = {"arch": arch, "name": name, "tags": tags, "version": version}
     try:
         if file is None or not file.filename:
             raise InputError.at(["file"], "choose a checkpoint file (.safetensors, .pt or .pt2)")
         if not arch.strip():
             raise InputError.at(["arch"], "give the architecture as JSON, e.g. {\"name\": \"mlp\", \"in_dim\": 64, ...}")
-        extra = {"version": version or None} if MODEL_VERSIONS else {}
+        extra = features.model_upload_extras(version, user.name if user else None)
         record, _ = create_model(session, runtime.store, handle=file.file, filename=file.filename, arch_json=arch,
                                  name=name or None, tags=tags or None, max_bytes=runtime.settings.max_upload_bytes, **extra)  # fmt: skip
     except InputError as exc:
@@ -108,6 +106,7 @@ def upload_dataset(
     csrf: Annotated[str | None, Form(alias=CSRF_FIELD)] = None,
 ) -> Response:  # fmt: skip
     check_csrf(request, csrf)
+    require_writer(request)
     try:
         if file is None or not file.filename:
             raise InputError.at(["file"], "choose a .npz or .safetensors file with X_train, y_train, X_test, y_test")

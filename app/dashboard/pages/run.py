@@ -10,7 +10,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 
 from app.dashboard import chart_export
 from app.dashboard.panels import Panel, PanelView, build_panels
-from app.dashboard.pages.runs import ACTIVE, CANCEL_RUN
+from app.dashboard import features
+from app.dashboard.pages.runs import ACTIVE
 from app.dashboard.web import render
 from app.deps import RuntimeDep, SessionDep
 from app.services import catalog
@@ -51,7 +52,7 @@ def run_page(run_id: str, request: Request, session: SessionDep, runtime: Runtim
     dataset = catalog.get_dataset(session, run.dataset_id) if run.dataset_id else None
     context = {
         "run": run, "report": report, "model": model, "dataset": dataset, "panels": _panels(run, report, runtime, layer),
-        "spec_json": json.dumps(run.spec, indent=2), "live": run.status in ACTIVE, "can_cancel": CANCEL_RUN is not None,
+        "spec_json": json.dumps(run.spec, indent=2), "live": run.status in ACTIVE, "can_cancel": features.cancel_run is not None,
         "can_export": chart_export.available(),
     }  # fmt: skip
     return render(request, "run.html", context)

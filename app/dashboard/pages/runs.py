@@ -10,8 +10,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
+from app.dashboard import features
 from app.dashboard.forms import Field, errors_by_field, fields_from_schema, parse_fields
-from app.dashboard.security import CSRF_FIELD, check_csrf
+from app.dashboard.security import CSRF_FIELD, check_csrf, require_writer
 from app.dashboard.web import render
 from app.deps import DispatcherDep, RuntimeDep, SessionDep
 from app.orm import RunStatus
@@ -26,8 +27,6 @@ from workers.runspec import RunSpec
 router = APIRouter()
 PAGE_SIZE = 50
 ACTIVE = (RunStatus.queued, RunStatus.running)
-# Run cancellation arrives with the API-keys work; the button appears once the service has it.
-CANCEL_RUN = getattr(run_service, "cancel_run", None)
 
 
 @cache  # the registry is fixed for the life of the process; schemas cost ~10 ms to build
@@ -48,7 +47,7 @@ def _table_context(session, filters: catalog.RunFilters, page: int) -> dict[str,
     query = {k: v for k, v in vars(filters).items() if v and k in ("status", "model_name", "probe", "tag")}
     return {
         "rows": rows, "count": count, "page": page, "pages": max(1, -(-count // PAGE_SIZE)), "filters": filters,
-        "query": query, "live": any(row.run.status in ACTIVE for row in rows), "can_cancel": CANCEL_RUN is not None,
+        "query": query, "live": any(row.run.status in ACTIVE for row in rows), "can_cancel": features.cancel_run is not None,
     }  # fmt: skip
 
 
@@ -164,6 +163,7 @@ def spec_from_form(form: dict[str, Any], chosen: list[str]) -> dict[str, Any]:
 async def queue_run(request: Request, session: SessionDep, runtime: RuntimeDep, dispatcher: DispatcherDep) -> Response:
     form = await request.form()
     check_csrf(request, form.get(CSRF_FIELD))
+    user = require_writer(request)
     values = {key: value for key, value in form.items() if isinstance(value, str)}
     chosen = [str(v) for v in form.getlist("probes")]
     values["probes"] = chosen
@@ -173,7 +173,7 @@ async def queue_run(request: Request, session: SessionDep, runtime: RuntimeDep, 
             spec = RunSpec.model_validate(spec_json)
         except ValidationError as exc:
             raise InputError.from_validation(exc) from None
-        run = run_service.create_run(session, spec, runtime.settings, dispatcher)
+        run = run_service.create_run(session, spec, runtime.settings, dispatcher, **features.run_extras(user.name if user else None))
     except InputError as exc:
         context = {**_table_context(session, _filters(None, None, None, None), 1),
                    **_form_context(session, values, errors_by_field(exc, field_for_loc)), "statuses": list(RunStatus), "queued": None}  # fmt: skip
@@ -186,11 +186,12 @@ async def queue_run(request: Request, session: SessionDep, runtime: RuntimeDep, 
     return RedirectResponse(f"/?queued={run.id}#runs", status_code=303)
 
 
-if CANCEL_RUN is not None:
+if features.cancel_run is not None:
 
     @router.post("/runs/{run_id}/cancel")
-    async def cancel_run(run_id: str, request: Request, session: SessionDep, dispatcher: DispatcherDep) -> Response:
+    async def cancel_run(run_id: str, request: Request, session: SessionDep, runtime: RuntimeDep) -> Response:
         form = await request.form()
         check_csrf(request, form.get(CSRF_FIELD))
-        CANCEL_RUN(session, catalog.get_run(session, run_id), dispatcher)  # hook: signature to match the cancel service
-        return RedirectResponse(request.headers.get("referer") or f"/runs/{run_id}", status_code=303)
+        require_writer(request)
+        features.cancel_run(runtime.session_factory, catalog.get_run(session, run_id).id)
+        return RedirectResponse(f"/runs/{run_id}", status_code=303)

@@ -3,10 +3,12 @@ and no page names another host."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
 
+from app.dashboard.security import User
 from tests.app.api.helpers import upload_model
 from tests.conftest import wait_for_run
 
@@ -96,7 +98,8 @@ def test_unknown_pages_are_html_404s_and_api_404s_stay_json(embedded_client):
 
 
 def test_sign_in_with_a_key_when_an_authenticator_is_installed(embedded_client):
-    embedded_client.app.state.dashboard_authenticator = lambda key: "alice" if key == "good-key" else None
+    users = {"good-key": User("alice", can_write=True), "read-key": User("bob", can_write=False)}
+    embedded_client.app.state.dashboard_authenticator = users.get
     try:
         redirect = embedded_client.get("/models", follow_redirects=False)
         assert redirect.status_code == 303 and redirect.headers["location"] == "/signin?next=/models"
@@ -108,6 +111,12 @@ def test_sign_in_with_a_key_when_an_authenticator_is_installed(embedded_client):
         cookie = good.headers["set-cookie"]
         assert "pp_key=good-key" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie.replace("Strict", "strict")
         assert embedded_client.get("/models", follow_redirects=False).status_code == 200
+        # A read-only key reads but cannot queue or upload.
+        embedded_client.cookies.clear()
+        embedded_client.cookies.set("pp_key", "read-key")
+        assert embedded_client.get("/", follow_redirects=False).status_code == 200
+        refused = _queue(embedded_client, arch=json.dumps(ARCH))
+        assert refused.status_code == 403 and "scope 'write'" in refused.text
     finally:
         embedded_client.app.state.dashboard_authenticator = None
 
