@@ -34,11 +34,19 @@ class RunFilters:
 
 @dataclass(frozen=True)
 class RunRow:
-    """A run with the name (and tags) of its model, for tables."""
+    """A run with its model (None for runs of a random init), for tables."""
 
     run: Run
-    model_name: str | None
-    model_tags: list[str]
+    model: ModelRecord | None
+
+    @property
+    def model_name(self) -> str | None:
+        return self.model.name if self.model is not None else None
+
+    @property
+    def model_version(self) -> str | None:
+        # Model versions arrive with the provenance columns; older rows and schemas have none.
+        return getattr(self.model, "version", None)
 
 
 def _json_text_contains(column, fragment: str):
@@ -64,8 +72,8 @@ def _has_probe(session: Session, probe: str):
 
 
 def list_runs(session: Session, filters: RunFilters, *, limit: int, offset: int) -> tuple[list[RunRow], int]:
-    """Runs newest first with their model's name and tags, and the count matching ``filters``."""
-    query = select(Run, ModelRecord.name, ModelRecord.tags).outerjoin(ModelRecord, ModelRecord.id == Run.model_id)
+    """Runs newest first with their models, and the count matching ``filters``."""
+    query = select(Run, ModelRecord).outerjoin(ModelRecord, ModelRecord.id == Run.model_id)
     conditions = []
     if filters.model_id:
         conditions.append(Run.model_id == filters.model_id)
@@ -82,15 +90,15 @@ def list_runs(session: Session, filters: RunFilters, *, limit: int, offset: int)
     query = query.where(*conditions)
     count = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.execute(query.order_by(Run.created_at.desc(), Run.id).offset(offset).limit(limit)).all()
-    return [RunRow(run=run, model_name=name, model_tags=list(tags or [])) for run, name, tags in rows], count
+    return [RunRow(run=run, model=model) for run, model in rows], count
 
 
 def runs_by_ids(session: Session, run_ids: Sequence[str]) -> list[RunRow]:
     """The given runs in the given order; raises ``NotFound`` naming the first unknown id."""
     rows = session.execute(
-        select(Run, ModelRecord.name, ModelRecord.tags).outerjoin(ModelRecord, ModelRecord.id == Run.model_id).where(Run.id.in_(run_ids))
+        select(Run, ModelRecord).outerjoin(ModelRecord, ModelRecord.id == Run.model_id).where(Run.id.in_(run_ids))
     ).all()
-    found = {run.id: RunRow(run=run, model_name=name, model_tags=list(tags or [])) for run, name, tags in rows}
+    found = {run.id: RunRow(run=run, model=model) for run, model in rows}
     for run_id in run_ids:
         if run_id not in found:
             raise NotFound(f"no run with id '{run_id}'")

@@ -81,6 +81,6 @@ def compare_page(request: Request, session: SessionDep, run: Annotated[list[str]
     missing = [row.run.id for row, report in zip(found, reports) if report is None]
     if missing:
         raise HTTPException(409, detail=f"runs without a report cannot be compared: {', '.join(missing)}")
-    labels = [f"{row.model_name or 'random init'} · {row.run.id[:6]}" for row in found]
+    labels = [" ".join(filter(None, [row.model_name or "random init", row.model_version])) + f" · {row.run.id[:6]}" for row in found]
     context = {"runs": found, "labels": labels, "rows": shared_metrics(reports), "charts": overlaid_charts(labels, reports), "message": None}
     return render(request, "compare.html", context)
