@@ -61,6 +61,7 @@ def test_weight_spectrum_benchmark_metrics_agree(capsys):
     assert "dense_small" in out and "conv_small" in out and "metrics differ" not in out
 
 
+@pytest.mark.integration
 def test_dashboard_benchmark_seeds_and_serves_every_page(monkeypatch, capsys):
     """At toy size on the real PostgreSQL: every page of the benchmark answers 200 (the script asserts it)."""
     bench = load("bench_dashboard")

@@ -99,11 +99,19 @@ def browser():
 @pytest.fixture
 def page(browser, server):
     context = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=server)
+    requested_hosts: set[str] = set()
+
+    def only_this_host(route):
+        # Every request is recorded; any for another host is refused, as on a network without internet.
+        url = urlparse(route.request.url)
+        requested_hosts.add(url.hostname or url.scheme)
+        route.continue_() if url.hostname == "127.0.0.1" else route.abort()
+
+    context.route("**/*", only_this_host)
     page = context.new_page()
-    page.requested_hosts = set()
-    page.on("request", lambda request: page.requested_hosts.add(urlparse(request.url).hostname or urlparse(request.url).scheme))
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.requested_hosts = requested_hosts
     page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
     yield page
     context.close()
 
