@@ -61,15 +61,17 @@ def _form_context(session, values: dict[str, Any] | None = None, errors: dict[st
     }  # fmt: skip
 
 
+def _page_context(session, filters: catalog.RunFilters, page: int = 1, queued: str | None = None, **form: Any) -> dict[str, Any]:
+    return {**_table_context(session, filters, page), **_form_context(session, **form), "statuses": list(RunStatus), "queued": queued}
+
+
 @router.get("/")
 def runs_page(
     request: Request, session: SessionDep,
     status: str | None = None, model_name: str | None = None, probe: str | None = None, tag: str | None = None,
     page: Annotated[int, Query(ge=1, le=1_000_000)] = 1, queued: str | None = None,
 ) -> Response:  # fmt: skip
-    context = {**_table_context(session, _filters(status, model_name, probe, tag), page), **_form_context(session),
-               "statuses": list(RunStatus), "queued": queued}  # fmt: skip
-    return render(request, "runs.html", context)
+    return render(request, "runs.html", _page_context(session, _filters(status, model_name, probe, tag), page, queued))
 
 
 @router.get("/runs/table")
@@ -175,14 +177,11 @@ async def queue_run(request: Request, session: SessionDep, runtime: RuntimeDep, 
             raise InputError.from_validation(exc) from None
         run = run_service.create_run(session, spec, runtime.settings, dispatcher, **features.run_extras(user.name if user else None))
     except InputError as exc:
-        context = {**_table_context(session, _filters(None, None, None, None), 1),
-                   **_form_context(session, values, errors_by_field(exc, field_for_loc)), "statuses": list(RunStatus), "queued": None}  # fmt: skip
+        context = _page_context(session, catalog.RunFilters(), values=values, errors=errors_by_field(exc, field_for_loc))
         return render(request, "runs.html", context, status_code=422)
     except DispatchError as exc:
-        context = {**_table_context(session, _filters(None, None, None, None), 1),
-                   **_form_context(session, values, {"form": [f"the run was stored but could not be queued: {exc}"]}),
-                   "statuses": list(RunStatus), "queued": None}  # fmt: skip
-        return render(request, "runs.html", context, status_code=503)
+        errors = {"form": [f"the run was stored as failed because it could not be queued: {exc}"]}
+        return render(request, "runs.html", _page_context(session, catalog.RunFilters(), values=values, errors=errors), status_code=503)
     return RedirectResponse(f"/?queued={run.id}#runs", status_code=303)
 
 

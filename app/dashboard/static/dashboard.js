@@ -17,6 +17,25 @@
     });
   }
 
-  document.addEventListener("DOMContentLoaded", function () { draw(document); });
+  // JSON fields (architecture, parameters) say at once whether they parse; the server still checks
+  // everything and its errors replace this hint on submit.
+  function checkJson(field) {
+    var hint = document.getElementById(field.id + "-json");
+    var text = field.value.trim();
+    var message = "";
+    if (text) {
+      try { JSON.parse(text); } catch (err) { message = "not valid JSON yet: " + err.message; }
+    }
+    hint.textContent = message;
+    field.setAttribute("aria-invalid", message ? "true" : "false");
+  }
+
+  function watchJson(root) {
+    root.querySelectorAll("[data-json]").forEach(function (field) {
+      field.addEventListener("input", function () { checkJson(field); });
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () { draw(document); watchJson(document); });
   document.addEventListener("htmx:afterSwap", function (event) { draw(event.target.parentNode || document); });
 })();

@@ -151,6 +151,7 @@ def test_dashboard_end_to_end(page, tmp_path):
     expect(page.locator(".empty")).to_contain_text("No models uploaded yet")
     page.set_input_files("#model-file", str(checkpoint))
     page.fill("#model-arch", '{"name": "mlp", "in_dim": 8')
+    expect(page.locator("#model-arch-json")).to_contain_text("not valid JSON")  # as the user types
     page.click("#model-form button[type=submit]")
     expect(page.locator("#arch-error")).to_contain_text("JSON")
     page.set_input_files("#model-file", str(checkpoint))
