@@ -11,8 +11,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from app.jobs.queue import DispatchError
 from app.services.catalog import NotFound
-from app.services.dispatch import DispatchError
 from app.storage import BlobTooLarge
 from models.errors import InputError
 

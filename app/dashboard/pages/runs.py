@@ -14,11 +14,11 @@ from app.dashboard import features
 from app.dashboard.forms import Field, errors_by_field, fields_from_schema, parse_fields
 from app.dashboard.security import CSRF_FIELD, check_csrf, require_writer
 from app.dashboard.web import render
-from app.deps import DispatcherDep, RuntimeDep, SessionDep
+from app.deps import JobQueueDep, RuntimeDep, SessionDep
 from app.orm import RunStatus
 from app.services import catalog
 from app.services import runs as run_service
-from app.services.dispatch import DispatchError
+from app.jobs.queue import DispatchError
 from models.errors import InputError
 from workers.data.builtin import BUILTIN_DATASETS
 from workers.probes.registry import PROBES
@@ -162,7 +162,7 @@ def spec_from_form(form: dict[str, Any], chosen: list[str]) -> dict[str, Any]:
 
 
 @router.post("/runs")
-async def queue_run(request: Request, session: SessionDep, runtime: RuntimeDep, dispatcher: DispatcherDep) -> Response:
+async def queue_run(request: Request, session: SessionDep, runtime: RuntimeDep, jobs: JobQueueDep) -> Response:
     form = await request.form()
     check_csrf(request, form.get(CSRF_FIELD))
     user = require_writer(request)
@@ -175,7 +175,7 @@ async def queue_run(request: Request, session: SessionDep, runtime: RuntimeDep, 
             spec = RunSpec.model_validate(spec_json)
         except ValidationError as exc:
             raise InputError.from_validation(exc) from None
-        run = run_service.create_run(session, spec, runtime.settings, dispatcher, **features.run_extras(user.name if user else None))
+        run = run_service.create_run(session, spec, runtime.settings, jobs, **features.run_extras(user.name if user else None))
     except InputError as exc:
         context = _page_context(session, catalog.RunFilters(), values=values, errors=errors_by_field(exc, field_for_loc))
         return render(request, "runs.html", context, status_code=422)

@@ -45,6 +45,7 @@ except ImportError:  # pragma: no cover - the test extra installs it
 
 pytestmark = [
     pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.skipif(
         not IN_CI and (sync_playwright is None or not CHROMIUM.exists()),
         reason=f"needs playwright (pip install -e '.[test]') and Chromium at {CHROMIUM} (apt-get install chromium); "
