@@ -193,8 +193,9 @@ def simplicity_chart(result: Mapping[str, Any], measure: str) -> dict[str, Any] 
         percentile = spread.get("model_percentile")
         layers.append({"data": {"values": [{"value": model_value, "percentile": percentile}]}, "mark": {"type": "rule", "color": "#e45756", "strokeWidth": 3},
                        "encoding": {"x": {"field": "value", "type": "quantitative"}, "tooltip": [{"field": "value", "format": ".4g"}, {"field": "percentile"}]}})
-    return {"title": f"{measure}: random members (ticks, interval) vs the model (red)", "width": WIDTH, "height": 60, "layer": layers}
-    # fmt: skip
+    percentile = spread.get("model_percentile")
+    where = f", at percentile {percentile:.0f}" if _finite(percentile) else ""
+    return {"title": f"{measure}: random members (ticks, interval) vs the model (red{where})", "width": WIDTH, "height": 60, "layer": layers}
 
 
 # --- weight_spectrum -------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from app.dashboard import charts
 from app.dashboard.charts import Chart
+from workers.probes.registry import PROBES
 
 if TYPE_CHECKING:
     import numpy as np
@@ -180,9 +181,20 @@ CUSTOM_PANELS: dict[str, Callable[[Panel, Mapping[str, Any], PanelView], None]] 
 def generic_panel(panel: Panel, result: Mapping[str, Any], metrics: list[Mapping[str, Any]]) -> None:
     """Any probe: its metrics as a chart and a table, and its scalar result fields as a table."""
     _add(panel, f"{panel.probe}.metrics", charts.metrics_chart(metrics, f"{panel.probe}: metrics, ci95"))
-    scalars = [[key, fmt(value)] for key, value in result.items() if isinstance(value, (int, float, str, bool)) or value is None]
+    described = _result_descriptions(panel.probe)
+    scalars = [[key, fmt(value), described.get(key, "")] for key, value in result.items()
+               if isinstance(value, (int, float, str, bool)) or value is None]  # fmt: skip
     if scalars:
-        panel.tables.append(Table("result fields", ["field", "value"], scalars))
+        panel.tables.append(Table("result fields", ["field", "value", "meaning"], scalars))
+
+
+def _result_descriptions(probe: str) -> dict[str, str]:
+    """Each field's description from the probe's registered ``Result`` schema (empty if unknown)."""
+    cls = PROBES.get(probe)
+    if cls is None:
+        return {}
+    properties = cls.Result.model_json_schema().get("properties") or {}
+    return {name: prop.get("description", "") for name, prop in properties.items()}
 
 
 def metrics_table(metrics: list[Mapping[str, Any]]) -> Table:

@@ -125,3 +125,18 @@ def test_two_hundred_transforms_stay_one_readable_chart():
     (panel,) = build_panels({"probes": {"invariance": result}, "metrics": [], "warnings": []})
     (chart,) = [c for c in panel.charts if c.id == "invariance.ratios"]
     assert len(chart.spec["data"]["values"]) == 400 and chart.spec["height"] == 200 * 16
+
+
+def test_generic_panel_explains_fields_from_the_result_schema():
+    """A registered probe whose result the custom panel cannot read: fields come with their schema descriptions."""
+    (panel,) = build_panels({"probes": {"sharpness": {"n_hvp": 12, "top_eigenvalues": 5}}, "metrics": [], "warnings": []})
+    (fields,) = [t for t in panel.tables if t.title == "result fields"]
+    meaning = {row[0]: row[2] for row in fields.rows}
+    assert meaning["n_hvp"] == "Hessian-vector products computed"
+
+
+def test_simplicity_chart_marks_the_model_and_its_percentile():
+    result = {"model": {"poly_order": 1.7}, "init": {"poly_order": {"values": [1.0, 1.2], "low": 0.5, "high": 1.7, "model_percentile": 100.0}}}
+    spec = charts.simplicity_chart(result, "poly_order")
+    assert "percentile 100" in spec["title"]
+    assert [layer["data"]["values"] for layer in spec["layer"]][1:] == [[{"value": 1.0}, {"value": 1.2}], [{"value": 1.7, "percentile": 100.0}]]
