@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     heartbeat_every_s: float = Field(default=15.0, gt=0)
     task_time_limit_s: int = Field(default=6 * 3600, gt=0, description="Hard limit per run on a Celery worker.")
     worker_max_tasks_per_child: int = Field(default=20, gt=0, description="Recycle workers to hand GPU memory back.")
+    auth: Literal["required", "off"] | None = Field(
+        default=None,
+        description="API keys: 'required' (default with environment=production) or 'off' (default otherwise: one local user).",
+    )
+    public_read: bool = Field(default=False, description="With auth required, let requests without a key read.")
+    api_key_pepper: str = Field(
+        default="",
+        description="Extra secret mixed into stored key hashes (keys are 256-bit random, so this is defence in depth).",
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -66,6 +75,16 @@ class Settings(BaseSettings):
         if self.environment == "production" and (self.database_url is None or self.broker_url is None):
             raise ValueError("environment=production needs PRIORPROBE_DATABASE_URL and PRIORPROBE_BROKER_URL")
         return self
+
+    @model_validator(mode="after")
+    def _auth_default_follows_environment(self) -> "Settings":
+        if self.auth is None:
+            self.auth = "required" if self.environment == "production" else "off"
+        return self
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == "required"
 
     @property
     def embedded(self) -> bool:

@@ -1,5 +1,6 @@
 """SQLAlchemy 2 typed ORM: one module per table; import from here."""
 
+from app.orm.api_key import ApiKey
 from app.orm.base import Base
 from app.orm.dataset_record import DatasetRecord
 from app.orm.model_record import ModelRecord
@@ -8,4 +9,4 @@ from app.orm.run import Run, RunStatus
 from app.orm.run_metric import RunMetric
 from app.orm.run_shard import RunShard
 
-__all__ = ["Base", "DatasetRecord", "ModelRecord", "Report", "Run", "RunMetric", "RunShard", "RunStatus"]
+__all__ = ["ApiKey", "Base", "DatasetRecord", "ModelRecord", "Report", "Run", "RunMetric", "RunShard", "RunStatus"]

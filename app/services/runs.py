@@ -8,6 +8,7 @@ from app.config import Queue, Settings
 from app.orm import DatasetRecord, ModelRecord, Run, RunStatus
 from app.orm.base import utcnow
 from app.services.dispatch import Dispatcher, DispatchError
+from app.services.model_refs import find_model
 from models.specs import parse_arch
 from workers.data.compat import check_dataset_fits
 from models.errors import InputError
@@ -25,9 +26,10 @@ def _resolve_model(session: Session, spec: RunSpec) -> ModelRecord | None:
     """Fill ``spec.model.arch`` from the uploaded model and check the two agree."""
     if spec.model.weights is None:
         return None
-    record = session.get(ModelRecord, spec.model.weights)
+    record = find_model(session, spec.model.weights)
     if record is None:
-        raise InputError.at(["model", "weights"], f"no uploaded model with id '{spec.model.weights}' (see GET /api/v1/models)")
+        raise InputError.at(["model", "weights"], f"no uploaded model '{spec.model.weights}' (see GET /api/v1/models)")
+    spec.model.weights = record.id  # the run keeps the model it measured, not the moving `latest:` label
     stored_arch = parse_arch(record.arch)
     if spec.model.arch is None:
         spec.model.arch = stored_arch
@@ -70,7 +72,9 @@ def choose_queue(probes: dict[str, Probe], settings: Settings) -> Queue:
     return Queue.cpu
 
 
-def create_run(session: Session, spec: RunSpec, settings: Settings, dispatcher: Dispatcher) -> Run:
+def create_run(
+    session: Session, spec: RunSpec, settings: Settings, dispatcher: Dispatcher, created_by: str | None = None
+) -> Run:
     """Validate and store a run, then hand it to a worker.
 
     Raises ``InputError`` (locations relative to the run spec) before anything is stored, and
@@ -97,6 +101,7 @@ def create_run(session: Session, spec: RunSpec, settings: Settings, dispatcher: 
         status=RunStatus.queued,
         progress=0.0,
         attempts=0,
+        created_by=created_by,
     )
     session.add(run)
     session.commit()  # enqueue only after commit: the worker must find the row
