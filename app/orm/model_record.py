@@ -14,7 +14,7 @@ class ModelRecord(Base):
     __tablename__ = "models"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(200))  # the lineage: `latest:<name>` is its newest model
+    name: Mapped[str] = mapped_column(String(200), index=True)  # the lineage: `latest:<name>` is its newest model
     version: Mapped[str | None] = mapped_column(String(100))
     # Git provenance of the checkpoint, as the CI job that uploaded it reports it.
     commit: Mapped[str | None] = mapped_column(String(64))
