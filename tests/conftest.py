@@ -195,3 +195,28 @@ class LiveServer:
     def __exit__(self, *exc_info) -> None:
         self._server.should_exit = True
         self._thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def light_client_venv(tmp_path_factory) -> Path:
+    """A fresh virtual environment with only ``pip install ./client`` (from PyPI: httpx, pydantic);
+    returns its ``bin`` folder. Built from a copy of client/, so the build leaves the tree clean."""
+    import shutil
+    import venv
+
+    root = tmp_path_factory.mktemp("light-client")
+    source = shutil.copytree(REPO_ROOT / "client", root / "client", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    venv.EnvBuilder(with_pip=True).create(root / "venv")
+    bin_dir = root / "venv" / "bin"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    result = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source)],
+                            env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    if result.returncode != 0:
+        pytest.fail(f"pip install ./client failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return bin_dir
+
+
+def light_client_env(**extra: str) -> dict[str, str]:
+    """The environment of a CI job that has only the light client: no PYTHONPATH into this repo."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith(("PRIORPROBE_", "GITHUB_", "CI_"))}
+    return {**env, **extra}
