@@ -8,5 +8,6 @@ from app.orm.report import Report
 from app.orm.run import Run, RunStatus
 from app.orm.run_metric import RunMetric
 from app.orm.run_shard import RunShard
+from app.orm.webhook import Webhook, WebhookAttempt, WebhookDelivery
 
-__all__ = ["ApiKey", "Base", "DatasetRecord", "ModelRecord", "Report", "Run", "RunMetric", "RunShard", "RunStatus"]
+__all__ = ["ApiKey", "Base", "DatasetRecord", "ModelRecord", "Report", "Run", "RunMetric", "RunShard", "RunStatus", "Webhook", "WebhookAttempt", "WebhookDelivery"]
