@@ -76,9 +76,11 @@ def cancel(factory: sessionmaker[Session], run_id: str) -> str | None:
         return previous if result.rowcount == 1 else None
 
 
-def heartbeat(factory: sessionmaker[Session], run_id: str) -> None:
+def heartbeat(factory: sessionmaker[Session], run_id: str) -> bool:
+    """Refresh a running run's heartbeat; False when the run is no longer running."""
     with session_scope(factory) as session:
-        session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.running).values(heartbeat_at=utcnow()))
+        result = session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.running).values(heartbeat_at=utcnow()))
+        return result.rowcount == 1
 
 
 def record_success(factory: sessionmaker[Session], run_id: str, report: ReportDocument) -> bool:

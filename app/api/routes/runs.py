@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import func, select
 
 from app.api.auth import ReadAccess, WriteAccess
-from app.deps import DispatcherDep, RuntimeDep, SessionDep
+from app.deps import JobQueueDep, RuntimeDep, SessionDep
 from app.orm import ModelRecord, Report, Run, RunStatus
 from app.schemas.metrics import RunMetricList
 from app.schemas.runs import RunList, RunRead
@@ -25,13 +25,13 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunRead, operation_id="create_run")
 def submit_run(
-    spec: RunSpec, session: SessionDep, runtime: RuntimeDep, dispatcher: DispatcherDep, caller: WriteAccess
+    spec: RunSpec, session: SessionDep, runtime: RuntimeDep, jobs: JobQueueDep, caller: WriteAccess
 ) -> RunRead:
     """Validate the run spec (probe params included), store the run, and queue it.
 
     ``model.weights`` may be ``latest:<name>``; the stored spec names the model it resolved to.
     """
-    run = create_run(session, spec, runtime.settings, dispatcher, created_by=caller.key_name)
+    run = create_run(session, spec, runtime.settings, jobs, created_by=caller.key_name)
     return RunRead.model_validate(run)
 
 

@@ -16,13 +16,18 @@ from workers.runspec import RunSpec
 
 
 class _HeldQueue:
-    """A dispatcher that only records what was queued: the test runs the run itself, in a thread."""
+    """A job queue that only records what was queued: the test runs the run itself, in a thread."""
+
+    parallel = False
 
     def __init__(self):
-        self.queued: list[str] = []
+        self.queued: list[tuple[str, dict]] = []
 
-    def submit(self, run_id: str, queue: str) -> None:
-        self.queued.append(run_id)
+    def enqueue(self, kind: str, args: dict, queue: str) -> None:
+        self.queued.append((kind, args))
+
+    def ping(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
