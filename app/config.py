@@ -47,6 +47,13 @@ class Settings(BaseSettings):
         description="API keys: 'required' (default with environment=production) or 'off' (default otherwise: one local user).",
     )
     public_read: bool = Field(default=False, description="With auth required, let requests without a key read.")
+    webhook_allow_private: bool = Field(
+        default=False, description="Let webhooks target private and loopback addresses (never link-local or metadata)."
+    )
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20, description="Attempts per delivery before it is failed.")
+    webhook_retry_base_s: float = Field(default=10.0, gt=0, description="First retry delay; doubles per attempt, with jitter.")
+    webhook_retry_max_s: float = Field(default=3600.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="How long a receiver may take to answer.")
     api_key_pepper: str = Field(
         default="",
         description="Extra secret mixed into stored key hashes (keys are 256-bit random, so this is defence in depth).",

@@ -116,6 +116,10 @@ def distributed_env(postgres_url, redis_url, shared_data_dir) -> dict[str, str]:
         "PRIORPROBE_BROKER_URL": redis_url,
         "PRIORPROBE_DATA_DIR": str(shared_data_dir),
         "PRIORPROBE_HEARTBEAT_EVERY_S": "1",
+        # Webhook tests deliver to receivers on 127.0.0.1 and retry within a test's patience.
+        "PRIORPROBE_WEBHOOK_ALLOW_PRIVATE": "true",
+        "PRIORPROBE_WEBHOOK_RETRY_BASE_S": "0.2",
+        "PRIORPROBE_WEBHOOK_MAX_ATTEMPTS": "3",
     }
 
 
@@ -173,6 +177,7 @@ def distributed_settings(distributed_env) -> Settings:
         broker_url=distributed_env["PRIORPROBE_BROKER_URL"],
         data_dir=Path(distributed_env["PRIORPROBE_DATA_DIR"]),
         max_upload_bytes=4 * 2**20,
+        webhook_allow_private=True,
     )
 
 

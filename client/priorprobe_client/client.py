@@ -32,6 +32,7 @@ from priorprobe_client.schemas.metric_lists import MetricTrend, RunMetricList
 from priorprobe_client.schemas.models import ModelCreated, ModelList, ModelRead
 from priorprobe_client.schemas.probes import Health, ProbeList
 from priorprobe_client.schemas.runs import RunList, RunRead, RunStatus
+from priorprobe_client.schemas.webhooks import WebhookCreate, WebhookDeliveryList, WebhookEvent, WebhookList, WebhookRead
 
 API = "/api/v1"
 # Connection never established: safe to retry any method.
@@ -213,6 +214,21 @@ class _Operations:
 
     def revoke_key(self, key_ref: str) -> ApiKeyRead:
         return self._call(Call("DELETE", f"{API}/keys/{key_ref}", ApiKeyRead))
+
+    # --- webhooks (verify deliveries with ``priorprobe_client.signatures.verify``)
+    def create_webhook(self, url: str, events: list[WebhookEvent | str], secret: str) -> WebhookRead:
+        body = WebhookCreate(url=url, events=[WebhookEvent(e) for e in events], secret=secret).model_dump(mode="json")
+        return self._call(Call("POST", f"{API}/webhooks", WebhookRead, json=body))
+
+    def list_webhooks(self) -> WebhookList:
+        return self._call(Call("GET", f"{API}/webhooks", WebhookList))
+
+    def delete_webhook(self, webhook_id: str) -> None:
+        return self._call(Call("DELETE", f"{API}/webhooks/{webhook_id}"))
+
+    def list_webhook_deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> WebhookDeliveryList:
+        params = {"limit": limit, "offset": offset}
+        return self._call(Call("GET", f"{API}/webhooks/{webhook_id}/deliveries", WebhookDeliveryList, params=params))
 
 
 def _headers(api_key: str | None) -> dict[str, str]:

@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def api_server(distributed_env, celery_worker, tmp_path_factory):
+def api_server(distributed_env, celery_workers, tmp_path_factory):
     """``priorprobe serve`` in distributed mode with PRIORPROBE_AUTH=required, and a write key."""
     port = free_port()
     env = {**os.environ, **distributed_env, "PRIORPROBE_AUTH": "required"}
@@ -116,6 +116,6 @@ def test_timeout_exits_3_and_cancel_frees_the_worker(ci, api_server):
     request = urllib.request.Request(f"{url}/api/v1/runs/{run_id}/cancel", method="POST", headers={"Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=10) as response:
         assert json.loads(response.read())["status"] == "cancelled"
-    # The worker stops the probe at its next progress point and takes the next run.
+    # The worker stops the probe at its next progress point; the next run goes through.
     code, out, err, _ = ci("good", "--model-name", "ci-mlp", "--version", "1", "--commit", "1111111", "--timeout", "120")
     assert code == 0, err

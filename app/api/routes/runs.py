@@ -13,6 +13,7 @@ from app.deps import JobQueueDep, RuntimeDep, SessionDep
 from app.orm import ModelRecord, Report, Run, RunStatus
 from app.schemas.metrics import RunMetricList
 from app.schemas.runs import RunList, RunRead
+from app.jobs.registry import notify_run_finished
 from app.services import run_state
 from app.services.model_refs import resolve_model_id
 from app.services.run_metrics import run_metrics
@@ -73,12 +74,13 @@ def get_run(run_id: str, session: SessionDep, _: ReadAccess) -> RunRead:
 
 
 @router.post("/{run_id}/cancel", response_model=RunRead, operation_id="cancel_run")
-def cancel_run(run_id: str, session: SessionDep, runtime: RuntimeDep, _: WriteAccess) -> RunRead:
+def cancel_run(run_id: str, session: SessionDep, runtime: RuntimeDep, jobs: JobQueueDep, _: WriteAccess) -> RunRead:
     """Cancel a queued run at once, or a running one at its next progress point; 409 once finished."""
     run = _get_run(session, run_id)
     if run_state.cancel(runtime.session_factory, run_id) is None:
         session.refresh(run)
         raise HTTPException(status.HTTP_409_CONFLICT, detail=f"run '{run_id}' already finished: {run.status}")
+    notify_run_finished(runtime, jobs, run_id)
     session.refresh(run)
     return RunRead.model_validate(run)
 
