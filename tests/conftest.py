@@ -60,7 +60,7 @@ def wait_for_run(client: TestClient, run_id: str, timeout_s: float = 120.0) -> d
     while time.monotonic() < deadline:
         body = client.get(f"/api/v1/runs/{run_id}").json()
         seen_progress.append(body["progress"])
-        if body["status"] in ("succeeded", "failed"):
+        if body["status"] in ("succeeded", "failed", "cancelled"):
             body["seen_progress"] = seen_progress
             return body
         time.sleep(0.05)

@@ -91,14 +91,18 @@ def test_auth_errors_carry_the_needed_scope(server):
     assert refused.value.status_code == 401 and "scope 'read'" in refused.value.message
 
 
-def test_async_client(server):
+def test_async_client(server, tmp_path):
+    checkpoint = tmp_path / "net.safetensors"
+    checkpoint.write_bytes(checkpoint_bytes(seed=7))
+
     async def main():
         async with AsyncPriorProbeClient(server.url, api_key=server.admin_key) as client:
-            health, runs = await asyncio.gather(client.healthz(), client.list_runs())
-            return health.status, runs.count
+            model = await client.create_model(checkpoint, MLP_ARCH, name="async-lineage")
+            health, fetched = await asyncio.gather(client.healthz(), client.get_model("latest:async-lineage"))
+            return model, health.status, fetched
 
-    status, count = asyncio.run(main())
-    assert status == "ok" and count >= 0
+    model, status, fetched = asyncio.run(main())
+    assert status == "ok" and fetched.id == model.id and model.created_by == "admin-bot"
 
 
 class _Flaky(BaseHTTPRequestHandler):
