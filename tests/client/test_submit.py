@@ -35,9 +35,9 @@ def submit(stack, monkeypatch, tmp_path, capsys):
     for name in ("GITHUB_SHA", "GITHUB_REF_NAME", "GITHUB_HEAD_REF", "GITHUB_RUN_ID", "CI_COMMIT_SHA", "CI_JOB_URL"):
         monkeypatch.delenv(name, raising=False)
 
-    def run(checkpoint: str, *args: str, spec: str = "spec", server: str | None = None):
+    def run(checkpoint: str, *args: str, spec: str = "spec", server: str | None = None, arch: bool = True):
         files = stack.files
-        argv = ["submit", str(files[checkpoint]), "--spec", str(files[spec]), "--arch", str(files["arch"]),
+        argv = ["submit", str(files[checkpoint]), "--spec", str(files[spec]), *(["--arch", str(files["arch"])] if arch else []),
                 "--dataset", str(files["data"]), "--server", server or stack.url, "--poll", "0.1", "--retries", "1", *args]  # fmt: skip
         code = main(argv)
         captured = capsys.readouterr()
@@ -78,6 +78,14 @@ def test_planted_regression_against_latest_baseline(submit):
                                "--max-regression", "*=1e12")  # fmt: skip
     assert code == 0, out + err
     assert "regressed" not in out
+
+
+def test_arch_comes_from_the_lineage_when_not_given(submit):
+    code, out, err, _ = submit("worse", "--model-name", "mlp-ci", "--version", "3", arch=False)
+    assert code == 0, err
+    assert "uploaded model" in err
+    code, out, err, _ = submit("worse", "--model-name", "no-such-lineage", arch=False)
+    assert code == 2 and "no --arch given and no model named 'no-such-lineage'" in err
 
 
 def test_first_run_of_a_lineage_has_no_baseline_yet(submit):
