@@ -213,3 +213,29 @@ def test_signature_verification_rejects_stale_and_malformed():
     assert verify(SECRET, header, b"{}", now=1_000_100)
     assert not verify(SECRET, header, b"{}", now=1_000_000 + 301)  # replayed too late
     assert not verify(SECRET, "v1=abc", b"{}") and not verify(SECRET, "t=x,v1=abc", b"{}")
+
+
+def test_pending_deliveries_resume_when_the_embedded_server_restarts(tmp_path):
+    """A delivery left pending by a process that died (here: its row, as that process left it) is
+    attempted by the next embedded server, with the attempt after those already made."""
+    from app.orm import Run, RunStatus, WebhookDelivery
+
+    settings = Settings(data_dir=tmp_path / "data", database_url=None, broker_url=None, webhook_allow_private=True)
+    receiver = Receiver([200])
+    with TestClient(create_app(settings)) as first:
+        hook = _hook(first, receiver.url, events=["run.failed"])
+        with first.app.state.runtime.session_factory() as session:
+            run = Run(spec={}, status=RunStatus.failed, queue="cpu", progress=0.0, attempts=1, error="boom")
+            session.add(run)
+            session.flush()
+            delivery = WebhookDelivery(webhook_id=hook["id"], event="run.failed", run_id=run.id, payload={"event": "run.failed"},
+                                       status="pending", attempts=1)  # fmt: skip
+            session.add(delivery)
+            session.commit()
+            delivery_id = delivery.id
+    with TestClient(create_app(settings)) as second:
+        [resumed] = _deliveries(second, hook["id"], "succeeded")
+    receiver.close()
+    assert resumed["id"] == delivery_id and resumed["attempts"] == 2 and [a["attempt"] for a in resumed["log"]] == [2]
+    [(headers, body)] = receiver.requests
+    assert verify(SECRET, headers[SIGNATURE_HEADER], body) and json.loads(body) == {"event": "run.failed"}
