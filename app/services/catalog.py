@@ -6,16 +6,16 @@ never grows a second set of queries.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import re
 
 from sqlalchemy import String, cast, false, func, select, type_coerce
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.orm import DatasetRecord, ModelRecord, Report, Run
+from app.services.model_refs import newest_first
 
 
 class NotFound(LookupError):
@@ -133,17 +133,20 @@ def get_dataset(session: Session, dataset_id: str) -> DatasetRecord:
 
 
 def list_models(
-    session: Session, *, family: str | None = None, tag: str | None = None, name: str | None = None, limit: int, offset: int
+    session: Session, *, family: str | None = None, tag: str | None = None, name: str | None = None,
+    sha256: str | None = None, limit: int, offset: int,
 ) -> tuple[list[ModelRecord], int]:
-    """Models newest first, optionally one family, one tag or one name (a lineage)."""
+    """Models newest first, optionally one family, one tag, one name (a lineage) or one file's bytes."""
     conditions = []
+    if sha256:
+        conditions.append(ModelRecord.sha256 == sha256.lower())
     if family:
         conditions.append(ModelRecord.family == family)
     if name:
         conditions.append(ModelRecord.name == name)
     if tag:
         conditions.append(_json_text_contains(ModelRecord.tags, f'"{tag}"'))
-    ordered = select(ModelRecord).where(*conditions).order_by(ModelRecord.created_at.desc(), ModelRecord.id)
+    ordered = newest_first(select(ModelRecord).where(*conditions))
     count = session.scalar(select(func.count()).select_from(ModelRecord).where(*conditions)) or 0
     return list(session.scalars(ordered.offset(offset).limit(limit))), count
 
@@ -158,9 +161,11 @@ def model_lineages(session: Session) -> list[tuple[str, int, object]]:
     return [(name, count, newest) for name, count, newest in rows]
 
 
-def list_datasets(session: Session, *, limit: int, offset: int) -> tuple[list[DatasetRecord], int]:
-    count = session.scalar(select(func.count()).select_from(DatasetRecord)) or 0
+def list_datasets(session: Session, *, sha256: str | None = None, limit: int, offset: int) -> tuple[list[DatasetRecord], int]:
+    """Datasets newest first, optionally only those with exactly these bytes."""
+    conditions = [DatasetRecord.sha256 == sha256.lower()] if sha256 else []
+    count = session.scalar(select(func.count()).select_from(DatasetRecord).where(*conditions)) or 0
     records = session.scalars(
-        select(DatasetRecord).order_by(DatasetRecord.created_at.desc(), DatasetRecord.id).offset(offset).limit(limit)
+        select(DatasetRecord).where(*conditions).order_by(DatasetRecord.created_at.desc(), DatasetRecord.id).offset(offset).limit(limit)
     ).all()
     return list(records), count
