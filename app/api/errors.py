@@ -10,11 +10,12 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from app.jobs.queue import DispatchError
+from app.services.catalog import NotFound
 from app.storage import BlobTooLarge
 from models.errors import InputError
 
@@ -89,13 +90,19 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
+async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """FastAPI's JSON answer to an HTTP error, with a 405's ``Allow`` listing every method of the
+    path. The dashboard's handler (which replaces this one on the app) calls it for non-browser
+    requests. Paths outside the OpenAPI document (the dashboard's pages) keep Starlette's header."""
+    if exc.status_code == 405:
+        methods = allowed_methods(request)
+        if methods:
+            exc = StarletteHTTPException(exc.status_code, exc.detail, {**(exc.headers or {}), "Allow": ", ".join(methods)})
+    return await http_exception_handler(request, exc)
+
+
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(StarletteHTTPException)
-    async def _http_error(request: Request, exc: StarletteHTTPException):
-        if exc.status_code == 405:
-            headers = {**(exc.headers or {}), "Allow": ", ".join(allowed_methods(request))}
-            exc = StarletteHTTPException(exc.status_code, exc.detail, headers)
-        return await http_exception_handler(request, exc)
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
     @app.exception_handler(RequestValidationError)
     async def _request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -105,6 +112,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
         return input_error_response(exc)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
 
     @app.exception_handler(BlobTooLarge)
     async def _too_large(request: Request, exc: BlobTooLarge) -> JSONResponse:

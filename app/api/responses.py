@@ -27,6 +27,8 @@ class ErrorBody(BaseModel):
 
 _DESCRIPTIONS = {
     400: "Malformed request",
+    401: "No valid API key (only when keys are required); `WWW-Authenticate: Bearer`",
+    403: "The API key lacks the scope this operation needs",
     404: "Not found",
     409: "Conflict with the resource's state",
     413: "Request body too large",

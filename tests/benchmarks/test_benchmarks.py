@@ -75,3 +75,13 @@ def test_load_benchmark_runs_at_toy_scale(postgres_url):
     for row in rows:
         assert row["errors"] == 0, row["error_kinds"]
         assert 0 < row["ok"] <= 400 and row["health_errors"] == 0 and row["health_max_ms"] is not None
+
+
+@pytest.mark.integration
+def test_dashboard_benchmark_seeds_and_serves_every_page(monkeypatch, capsys):
+    """At toy size on the real PostgreSQL: every page of the benchmark answers 200 (the script asserts it)."""
+    bench = load("bench_dashboard")
+    monkeypatch.setattr(sys, "argv", ["bench_dashboard.py", "--runs", "300", "--models", "10", "--repeats", "1", "--max-ms", "0"])
+    assert bench.main() == 0
+    out = capsys.readouterr().out
+    assert "seeded 300 runs of 10 models" in out and "probe=sharpness" in out

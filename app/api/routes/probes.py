@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api.auth import ReadAccess
 from app.api.responses import errors
 from app.schemas.probes import ProbeInfo, ProbeList
 from workers.probes.registry import PROBES
@@ -11,8 +12,8 @@ from workers.probes.registry import PROBES
 router = APIRouter(prefix="/probes", tags=["probes"])
 
 
-@router.get("", response_model=ProbeList, operation_id="list_probes", responses=errors())
-def list_probes() -> ProbeList:
+@router.get("", response_model=ProbeList, operation_id="list_probes", responses=errors(401, 403))
+def list_probes(_: ReadAccess) -> ProbeList:
     data = [
         ProbeInfo(
             name=name,

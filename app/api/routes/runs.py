@@ -7,16 +7,20 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse
-from sqlalchemy import Text, cast, func, select
+from sqlalchemy import Text, cast, select
 
+from app.api.auth import ReadAccess, WriteAccess
 from app.api.responses import errors, links_to_run
 from app.api.session_route import SessionRoute
 from app.api.storable import require_storable
 from app.deps import JobQueueDep, RuntimeDep, SessionDep
+from app.jobs.registry import notify_run_finished
 from app.orm import Report, Run, RunStatus
 from app.runtime import Runtime
 from app.schemas.metrics import RunMetricList
 from app.schemas.runs import RunList, RunRead, RunSummary
+from app.services import catalog, run_state
+from app.services.model_refs import resolve_model_id
 from app.services.report_cache import CachedReport
 from app.services.run_metrics import run_metrics
 from app.services.runs import create_run
@@ -27,56 +31,66 @@ router = APIRouter(prefix="/runs", tags=["runs"], route_class=SessionRoute)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunRead, operation_id="create_run",
-             responses={**errors(400, 413, 422), 202: {"description": "Queued", "links": links_to_run("id")}})
-def submit_run(spec: RunSpec, session: SessionDep, runtime: RuntimeDep, jobs: JobQueueDep) -> RunRead:
-    """Validate the run spec (probe params included), store the run, and queue it."""
+             responses={**errors(400, 401, 403, 413, 422), 202: {"description": "Queued", "links": links_to_run("id")}})
+def submit_run(
+    spec: RunSpec, session: SessionDep, runtime: RuntimeDep, jobs: JobQueueDep, caller: WriteAccess
+) -> RunRead:
+    """Validate the run spec (probe params included), store the run, and queue it.
+
+    ``model.weights`` may be ``latest:<name>``; the stored spec names the model it resolved to.
+    """
     require_storable(spec.model_dump(mode="python", exclude_none=True), ("body",))
-    run = create_run(session, spec, runtime.settings, jobs)
+    run = create_run(session, spec, runtime.settings, jobs, created_by=caller.key_name)
     return RunRead.model_validate(run)
 
 
-# The listed columns: everything a summary shows, not the spec (which can be megabytes).
-_SUMMARY_COLUMNS = [getattr(Run, name) for name in RunSummary.model_fields]
-
-
-@router.get("", response_model=RunList, operation_id="list_runs", responses=errors(422))
+@router.get("", response_model=RunList, operation_id="list_runs", responses=errors(401, 403, 422))
 def list_runs(
     session: SessionDep,
-    model_id: str | None = None,
+    _: ReadAccess,
+    model_id: Annotated[str | None, Query(description="a model id or latest:<name>")] = None,
+    model_name: Annotated[str | None, Query(max_length=200, description="runs of any model of this lineage")] = None,
     dataset_id: str | None = None,
     run_status: Annotated[RunStatus | None, Query(alias="status")] = None,
+    probe: Annotated[str | None, Query(max_length=100, description="runs that include this probe")] = None,
+    tag: Annotated[str | None, Query(max_length=64, description="runs of models with this tag")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=2**31)] = 0,
 ) -> RunList:
-    filters = []
-    if model_id:
-        filters.append(Run.model_id == model_id)
-    if dataset_id:
-        filters.append(Run.dataset_id == dataset_id)
-    if run_status:
-        filters.append(Run.status == run_status)
-    count = session.scalar(select(func.count()).select_from(Run).where(*filters)) or 0
-    rows = session.execute(
-        select(*_SUMMARY_COLUMNS).where(*filters).order_by(Run.created_at.desc(), Run.id).offset(offset).limit(limit)
-    ).all()
-    return RunList(data=[RunSummary.model_validate(row._mapping) for row in rows], count=count)
+    filters = catalog.RunFilters(model_id=resolve_model_id(session, model_id) if model_id else None, dataset_id=dataset_id,
+                                 status=run_status, model_name=model_name, probe=probe, tag=tag)  # fmt: skip
+    rows, count = catalog.list_runs(session, filters, limit=limit, offset=offset, with_spec=False)
+    return RunList(data=[RunSummary.model_validate(row.run) for row in rows], count=count)
 
 
 def _get_run(session, run_id: str) -> Run:
-    run = session.get(Run, run_id)
-    if run is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no run with id '{run_id}'")
-    return run
+    return catalog.get_run(session, run_id)
 
 
-@router.get("/{run_id}", response_model=RunRead, operation_id="get_run", responses=errors(404, 422))
-def get_run(run_id: str, session: SessionDep) -> RunRead:
+@router.get("/{run_id}", response_model=RunRead, operation_id="get_run", responses=errors(401, 403, 404, 422))
+def get_run(run_id: str, session: SessionDep, _: ReadAccess) -> RunRead:
     return RunRead.model_validate(_get_run(session, run_id))
+
+
+@router.post("/{run_id}/cancel", response_model=RunRead, operation_id="cancel_run",
+             responses=errors(401, 403, 404, 409, 422))
+def cancel_run(run_id: str, session: SessionDep, runtime: RuntimeDep, jobs: JobQueueDep, _: WriteAccess) -> RunRead:
+    """Cancel a queued run at once, or a running one at its next progress point; 409 once finished."""
+    run = _get_run(session, run_id)
+    if run_state.cancel(runtime.session_factory, run_id) is None:
+        session.refresh(run)
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=f"run '{run_id}' already finished: {run.status}")
+    notify_run_finished(runtime, jobs, run_id)
+    session.refresh(run)
+    return RunRead.model_validate(run)
 
 
 def _no_report(session, run_id: str) -> HTTPException:
     run = _get_run(session, run_id)
-    hint = f"run failed: {run.error}" if run.status == RunStatus.failed else "poll GET /api/v1/runs/{id} until status is 'succeeded'"
+    hint = {
+        RunStatus.failed: f"run failed: {run.error}",
+        RunStatus.cancelled: "the run was cancelled",
+    }.get(run.status, "poll GET /api/v1/runs/{id} until status is 'succeeded'")
     return HTTPException(status.HTTP_409_CONFLICT, detail=f"run '{run_id}' is {run.status}; no report ({hint})")
 
 
@@ -101,9 +115,10 @@ def _load_report(runtime: Runtime, run_id: str) -> CachedReport:
 
 
 @router.get("/{run_id}/report", operation_id="get_run_report", response_model=ReportDocument,
-            responses={**errors(404, 409, 422), 304: {"description": "Not modified (the `If-None-Match` ETag matched)."}})
-async def get_report(run_id: str, request: Request, runtime: RuntimeDep) -> Response:
-    """The run's typed report; 409 while the run is queued or running, or if it failed.
+            responses={**errors(401, 403, 404, 409, 422),
+                       304: {"description": "Not modified (the `If-None-Match` ETag matched)."}})
+async def get_report(run_id: str, request: Request, runtime: RuntimeDep, _: ReadAccess) -> Response:
+    """The run's typed report; 409 while the run is queued or running, or if it failed or was cancelled.
 
     Served with an ``ETag``; a request with ``If-None-Match`` set to it gets a body-less 304.
     """
@@ -118,8 +133,8 @@ async def get_report(run_id: str, request: Request, runtime: RuntimeDep) -> Resp
 
 
 @router.get("/{run_id}/metrics", response_model=RunMetricList, operation_id="get_run_metrics",
-            responses=errors(404, 409, 422))
-def get_run_metrics(run_id: str, session: SessionDep) -> RunMetricList:
+            responses=errors(401, 403, 404, 409, 422))
+def get_run_metrics(run_id: str, session: SessionDep, _: ReadAccess) -> RunMetricList:
     """The run's metrics (stable keys, values, intervals); 409 until the run has succeeded."""
     if session.scalar(select(Report.run_id).where(Report.run_id == run_id)) is None:
         raise _no_report(session, run_id)
@@ -128,8 +143,8 @@ def get_run_metrics(run_id: str, session: SessionDep) -> RunMetricList:
 
 
 @router.get("/{run_id}/artifacts/{name}", operation_id="get_run_artifact", response_class=FileResponse,
-            responses={**errors(404, 422), 200: {"content": {"application/octet-stream": {}}, "description": "The array as .npy"}})
-def get_artifact(run_id: str, name: str, session: SessionDep, runtime: RuntimeDep) -> FileResponse:
+            responses={**errors(401, 403, 404, 422), 200: {"content": {"application/octet-stream": {}}, "description": "The array as .npy"}})
+def get_artifact(run_id: str, name: str, session: SessionDep, runtime: RuntimeDep, _: ReadAccess) -> FileResponse:
     """An array a probe stored beside its report (``report["artifacts"]``), as a NumPy .npy file."""
     report = session.get(Report, run_id)
     descriptor = (report.body.get("artifacts") or {}).get(name) if report else None

@@ -39,7 +39,7 @@ def test_nul_bytes_are_422_naming_the_field(client):
     # The PostgreSQL database is shared by the session's tests: compare counts, not absolutes.
     runs, models = (client.get(f"/api/v1/{kind}").json()["count"] for kind in ("runs", "models"))
     assert _only_error(client.get("/api/v1/runs/abc%00def"))["loc"] == ["path", "run_id"]
-    assert _only_error(client.get("/api/v1/models/%00"))["loc"] == ["path", "model_id"]
+    assert _only_error(client.get("/api/v1/models/%00"))["loc"] == ["path", "model_ref"]
     assert _only_error(client.get("/api/v1/runs", params={"model_id": "a\x00"}))["loc"] == ["query", "model_id"]
     assert _only_error(client.get("/api/v1/metrics", params={"key": "x\x00"}))["loc"] == ["query", "key"]
     spec = {"model": {"arch": MLP_ARCH}, "probes": {"weight_spectrum": {}},
