@@ -15,7 +15,7 @@ router = APIRouter(prefix="/keys", tags=["keys"], route_class=SessionRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, operation_id="create_key",
-             responses=errors(401, 403, 413, 422))
+             responses=errors(400, 401, 403, 413, 422))
 def create(body: ApiKeyCreate, session: SessionDep, runtime: RuntimeDep, _: AdminAccess) -> ApiKeyCreated:
     """A new key; the response is the only place the key itself ever appears."""
     record, key = create_key(session, body.name, body.scope, runtime.settings.api_key_pepper)

@@ -27,7 +27,7 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"], route_class=SessionRou
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookRead, operation_id="create_webhook",
-             responses=errors(401, 403, 413, 422))
+             responses=errors(400, 401, 403, 413, 422))
 def create(body: WebhookCreate, session: SessionDep, runtime: RuntimeDep, caller: WriteAccess) -> WebhookRead:
     """Register a URL for run events; deliveries are signed with the secret (see docs/ci.md)."""
     try:

@@ -113,6 +113,24 @@ def test_docs_and_openapi_are_public_and_declare_the_scheme(secured):
     assert "healthz" not in secured_ops and len(secured_ops) == len(operations) - 1
 
 
+def _security_by_operation(settings: Settings) -> dict[str, list | None]:
+    schema = create_app(settings).openapi()
+    return {op["operationId"]: op.get("security") for path in schema["paths"].values() for op in path.values()}
+
+
+def test_openapi_security_says_what_the_deployment_enforces(tmp_path):
+    """Auth off: no operation asks for a key (the scheme stays declared). Public reads: exactly the
+    read-scope operations also accept no key ({}); the others still need one."""
+    common = dict(data_dir=tmp_path / "data", database_url=None, broker_url=None)
+    open_ops = _security_by_operation(Settings(**common, auth="off"))
+    assert all(security is None for security in open_ops.values())
+    public = _security_by_operation(Settings(**common, auth="required", public_read=True))
+    reads = {op for op, security in public.items() if security == [{"APIKey": []}, {}]}
+    assert {"list_runs", "get_run", "get_run_report", "list_models", "list_probes", "list_webhooks"} <= reads
+    assert not reads & {"create_run", "cancel_run", "delete_model", "create_key", "list_keys", "create_webhook"}
+    assert all(public[op] == [{"APIKey": []}] for op in public if op not in reads and op != "healthz")
+
+
 def test_public_read_lets_reads_through_without_a_key(tmp_path):
     settings = Settings(data_dir=tmp_path / "data", database_url=None, broker_url=None, auth="required", public_read=True)
     with TestClient(create_app(settings)) as client:
