@@ -40,8 +40,15 @@ _DESCRIPTIONS = {
 def links_to_run(field: str) -> dict[str, dict]:
     """OpenAPI links from a response carrying a run id to the operations that read that run (the
     fuzzer's stateful phase follows them)."""
-    operations = {"GetRun": "get_run", "GetRunReport": "get_run_report", "GetRunMetrics": "get_run_metrics"}
+    operations = {"GetRun": "get_run", "GetRunReport": "get_run_report", "GetRunMetrics": "get_run_metrics",
+                  "CancelRun": "cancel_run"}
     return {name: {"operationId": op, "parameters": {"run_id": f"$response.body#/{field}"}} for name, op in operations.items()}
+
+
+def links(parameter: str, **operations: str) -> dict[str, dict]:
+    """OpenAPI links from a created resource's ``id`` to the operations (name=operationId) that
+    take it as ``parameter``."""
+    return {name: {"operationId": op, "parameters": {parameter: "$response.body#/id"}} for name, op in operations.items()}
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:

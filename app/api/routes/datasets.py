@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
 
 from app.api.auth import AdminAccess, ReadAccess, WriteAccess
-from app.api.responses import errors
+from app.api.responses import errors, links
 from app.api.session_route import SessionRoute
 from app.api.storable import require_storable
 from app.deps import RuntimeDep, SessionDep
@@ -20,8 +20,8 @@ router = APIRouter(prefix="/datasets", tags=["datasets"], route_class=SessionRou
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=DatasetCreated, operation_id="create_dataset",
-             responses={**errors(400, 401, 403, 413, 422), 201: {"description": "Stored", "links": {
-                 "GetDataset": {"operationId": "get_dataset", "parameters": {"dataset_id": "$response.body#/id"}}}}})
+             responses={**errors(400, 401, 403, 413, 422), 201: {"description": "Stored", "links": links(
+                 "dataset_id", GetDataset="get_dataset", DeleteDataset="delete_dataset")}})
 def upload_dataset(
     session: SessionDep,
     runtime: RuntimeDep,

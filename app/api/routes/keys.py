@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 
 from app.api.auth import AdminAccess
-from app.api.responses import errors
+from app.api.responses import errors, links
 from app.api.session_route import SessionRoute
 from app.deps import RuntimeDep, SessionDep
 from app.schemas.keys import ApiKeyCreate, ApiKeyCreated, ApiKeyList, ApiKeyRead
@@ -15,7 +15,8 @@ router = APIRouter(prefix="/keys", tags=["keys"], route_class=SessionRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ApiKeyCreated, operation_id="create_key",
-             responses=errors(400, 401, 403, 413, 422))
+             responses={**errors(400, 401, 403, 413, 422),
+                        201: {"description": "Created", "links": links("key_ref", RevokeKey="revoke_key")}})
 def create(body: ApiKeyCreate, session: SessionDep, runtime: RuntimeDep, _: AdminAccess) -> ApiKeyCreated:
     """A new key; the response is the only place the key itself ever appears."""
     record, key = create_key(session, body.name, body.scope, runtime.settings.api_key_pepper)

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
 
 from app.api.auth import AdminAccess, ReadAccess, WriteAccess
-from app.api.responses import errors
+from app.api.responses import errors, links
 from app.api.session_route import SessionRoute
 from app.api.storable import require_storable
 from app.deps import RuntimeDep, SessionDep
@@ -25,8 +25,8 @@ router = APIRouter(prefix="/models", tags=["models"], route_class=SessionRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=ModelCreated, operation_id="create_model",
-             responses={**errors(400, 401, 403, 413, 422), 201: {"description": "Stored", "links": {
-                 "GetModel": {"operationId": "get_model", "parameters": {"model_ref": "$response.body#/id"}}}}})
+             responses={**errors(400, 401, 403, 413, 422), 201: {"description": "Stored", "links": links(
+                 "model_ref", GetModel="get_model", DeleteModel="delete_model")}})
 def upload_model(
     session: SessionDep,
     runtime: RuntimeDep,

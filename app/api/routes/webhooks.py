@@ -9,7 +9,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from sqlalchemy import func, select
 
 from app.api.auth import AdminAccess, ReadAccess, WriteAccess
-from app.api.responses import errors
+from app.api.responses import errors, links
 from app.api.session_route import SessionRoute
 from app.deps import RuntimeDep, SessionDep
 from app.orm import Webhook, WebhookAttempt, WebhookDelivery
@@ -27,7 +27,8 @@ router = APIRouter(prefix="/webhooks", tags=["webhooks"], route_class=SessionRou
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WebhookRead, operation_id="create_webhook",
-             responses=errors(400, 401, 403, 413, 422))
+             responses={**errors(400, 401, 403, 413, 422), 201: {"description": "Registered", "links": links(
+                 "webhook_id", GetDeliveries="list_webhook_deliveries", DeleteWebhook="delete_webhook")}})
 def create(body: WebhookCreate, session: SessionDep, runtime: RuntimeDep, caller: WriteAccess) -> WebhookRead:
     """Register a URL for run events; deliveries are signed with the secret (see docs/ci.md)."""
     try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -76,7 +77,8 @@ def _accepted_share(har_path: Path) -> dict[str, str]:
     for entry in entries:
         if entry["request"]["method"] != "POST":
             continue
-        path = urlparse(entry["request"]["url"]).path
+        # One line per operation: an id in the path (generated or linked) becomes {id}.
+        path = re.sub(r"^(/api/v1/\w+)/[^/]+", r"\1/{id}", urlparse(entry["request"]["url"]).path)
         totals[path] += 1
         accepted[path] += 200 <= entry["response"]["status"] < 300
     return {path: f"{accepted[path]}/{totals[path]}" for path in sorted(totals)}
