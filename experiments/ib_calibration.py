@@ -36,13 +36,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from scipy import optimize
 
 from models.specs import parse_arch
 from workers.data.dataset import Dataset
 from workers.probes.functional import gp_kernel
 from workers.probes.functional.ensemble_training import sample_losses
-from workers.probes.functional.generalized_chi2 import log_cdf
+from workers.probes.functional.generalized_chi2 import epsilon_for_bits, log_cdf
 from workers.probes.functional.latent_spaces import LatentSpace, init_latent, kernel_latent
 from workers.probes.functional.linear_gaussian import linear_gaussian_mse_law
 from workers.probes.functional.noncentral_chi2 import bits_below, mle_fit
@@ -75,16 +74,9 @@ class Case:
     epsilons: dict[float, float] = field(default_factory=dict)
 
     def epsilon(self, bits: float) -> float:
-        """Epsilon whose exact answer is ``bits``: bracketed between the mean and offset + gap / 2^j
-        (halving towards the support until the exact bits exceed the target), then Brent's method."""
+        """Epsilon whose exact answer is ``bits`` (``generalized_chi2.epsilon_for_bits``), cached."""
         if bits not in self.epsilons:
-            weights, nc, offset = self.law
-            mean = offset + float(np.sum(weights * (1 + nc)))
-            high, low = mean, mean
-            while log_cdf(low, *self.law).bits <= bits:
-                high, low = low, offset + (low - offset) / 2
-            self.epsilons[bits] = optimize.brentq(lambda e: log_cdf(e, *self.law).bits - bits, low, high,
-                                                  xtol=1e-15 * offset + 1e-300, rtol=1e-14)
+            self.epsilons[bits] = epsilon_for_bits(bits, *self.law)
         return self.epsilons[bits]
 
     def exact_bits(self, epsilon: float) -> float:

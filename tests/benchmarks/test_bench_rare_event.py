@@ -1,0 +1,18 @@
+"""The rare-event benchmark runs at toy size and compares like with like (no timing asserted)."""
+
+import math
+
+from tests.benchmarks.test_benchmarks import load
+
+
+def test_rare_event_benchmark_spends_equal_evaluations(capsys):
+    bench = load("bench_rare_event")
+    rows = bench.main(["--depths", "12", "--n-train", "20", "--n-classes", "2", "--chains", "100",
+                       "--replicates", "3", "--threads", "1"])
+    (row,) = rows
+    assert math.isclose(row["exact_bits"], 12, rel_tol=1e-9)
+    assert row["evaluations"] > 100 and row["chain_hps"] > 0 and row["plain_hps"] > 0
+    # The plain sample's Clopper-Pearson bound is a 97.5% lower confidence bound on the bits.
+    assert row["plain_bits_lower_bound"] <= row["exact_bits"]
+    assert row["rare_event_ci95"][0] <= row["rare_event_bits"] <= row["rare_event_ci95"][1]
+    assert "chains / plain" in capsys.readouterr().out
