@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -88,7 +87,7 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
     """
     from tqdm import tqdm
 
-    from app.report_table import format_table, summary_rows
+    from app.report_table import format_summary
     from workers.runner import execute_run, load_task_dataset, pick_device
     from workers.runspec import RunSpec
 
@@ -119,13 +118,13 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
         except InputError as exc:
             bar.close()
             _fail_on_input_error(exc)
-    text = json.dumps(report, indent=2)
+    text = report.model_dump_json(indent=2)
     if out_path is not None:
         out_path.write_text(text)
         click.echo(f"report written to {out_path}")
     else:
         click.echo(text)
-    click.echo(format_table(summary_rows(spec_path.stem, report)))
+    click.echo(format_summary({spec_path.stem: report}))
 
 
 @main.group()

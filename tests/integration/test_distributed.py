@@ -43,7 +43,7 @@ def test_upload_queue_run_and_fetch_report(distributed_client, tmp_path):
     checkpoint = tmp_path / "w.safetensors"
     checkpoint.write_bytes(checkpoint_bytes(MLP_ARCH, seed=7))
     local_spec = RunSpec.model_validate({**spec, "model": {"arch": MLP_ARCH, "weights": str(checkpoint)}, "task": None})
-    local = execute_run(local_spec, weights_path=checkpoint, dataset=None)
+    local = execute_run(local_spec, weights_path=checkpoint, dataset=None).model_dump(mode="json")
     assert report["probes"]["weight_spectrum"] == local["probes"]["weight_spectrum"]
     assert report["run"]["dataset"]["n_train"] == 40
     runs = distributed_client.get("/api/v1/runs", params={"model_id": model["id"]}).json()
@@ -145,9 +145,9 @@ def test_sharded_run_on_the_real_worker_matches_the_unsharded_local_run(distribu
     run_id = distributed_client.post("/api/v1/runs", json=spec).json()["id"]
     finished = wait_for_run(distributed_client, run_id)
     assert finished["status"] == "succeeded", finished["error"]
-    assert set(finished["timing"]["inductive_bias"]) == {"sampling_s", "estimation_s", "total_s"}
+    assert set(finished["timing"]["inductive_bias"]["phases"]) == {"sampling_s", "estimation_s"}
     report = distributed_client.get(f"/api/v1/runs/{run_id}/report").json()
-    artifact = report["artifacts"]["inductive_bias.losses.model"]
+    artifact = report["artifacts"]["inductive_bias.losses.target"]
     response = distributed_client.get(artifact["url"])
     assert response.status_code == 200
     served = np.load(io.BytesIO(response.content), allow_pickle=False)
@@ -161,7 +161,13 @@ def test_sharded_run_on_the_real_worker_matches_the_unsharded_local_run(distribu
         runtime.dispose()
 
     local_spec = RunSpec.model_validate({**spec, "probes": {"inductive_bias": {**probe, "shard_size": 90, "chunk_size": 15}}})
-    local = execute_run(local_spec, weights_path=None, dataset=load_task_dataset(local_spec),
-                        artifact_sink=lambda key, array: {"stored": True, "values": array.tolist()})
-    np.testing.assert_array_equal(served, np.asarray(local["artifacts"]["inductive_bias.losses.model"]["values"]))
-    assert report["probes"]["inductive_bias"]["bits"] == local["probes"]["inductive_bias"]["bits"]
+    kept: dict[str, np.ndarray] = {}
+
+    def keep(key: str, array: np.ndarray) -> dict:
+        kept[key] = array
+        return {"stored": False}
+
+    local = execute_run(local_spec, weights_path=None, dataset=load_task_dataset(local_spec), artifact_sink=keep)
+    np.testing.assert_array_equal(served, kept["inductive_bias.losses.target"])
+    local_result = local.model_dump(mode="json")["probes"]["inductive_bias"]
+    assert report["probes"]["inductive_bias"]["spaces"]["target"]["bits"] == local_result["spaces"]["target"]["bits"]

@@ -20,6 +20,7 @@ from models.specs import TokenInput, TransformerSpec, input_signature
 from models.errors import InputError
 from workers.probes.base import Probe, ProbeContext, ProbeParams, ProgressFn
 from workers.probes.functional import invariance as F
+from workers.probes.metrics import Metric, MetricDefinition
 from workers.probes.weight_spectrum import init_member_seeds
 from workers.transforms import Transform, build_transform, check_transform, default_transform_names
 
@@ -168,14 +169,34 @@ class Invariance(Probe):
 
     Result = InvarianceResult
 
+    metric_definitions = (
+        MetricDefinition(key="invariance.<transform>.invariance_ratio", unit="ratio", better="none", scope="trained",
+                         description="E||f(g x) - f(x)||^2 / E||f(x') - f(x)||^2 for the weights (0: invariant), bootstrap ci95 over inputs"),
+        MetricDefinition(key="invariance.<transform>.equivariance_ratio", unit="ratio", better="none", scope="trained",
+                         description="the same with g applied to the outputs too (0: equivariant), bootstrap ci95 over inputs"),
+        MetricDefinition(key="invariance.<transform>.consistency", unit="fraction", better="none", scope="trained",
+                         description="classifiers: share of inputs whose predicted class the transform leaves unchanged"),
+        MetricDefinition(key="invariance.<transform>.lie_derivative", unit="1/t_unit^2", better="none", scope="trained",
+                         description="mean squared derivative of the outputs along the transform at t = 0 over the output variance"),
+        MetricDefinition(key="invariance.<transform>.init.invariance_ratio", unit="ratio", better="none", scope="init",
+                         description="invariance ratio over random members of the space: mean and 95% interval for one member"),
+        MetricDefinition(key="invariance.<transform>.init.lie_derivative", unit="1/t_unit^2", better="none", scope="init",
+                         description="Lie derivative over random members of the space: mean and 95% interval for one member"),
+    )
+
     @classmethod
-    def headline(cls, result: dict) -> dict[str, tuple[Any, tuple[float, float] | None]]:
-        rows: dict[str, tuple[Any, tuple[float, float] | None]] = {}
-        for row in result["summary"]["ranking"]:
-            ci = row["ci95"]
-            rows[f"{row['name']} invariance ratio"] = (row["invariance_ratio"], tuple(ci) if ci else None)
-            if row["init_interval"] is not None:
-                rows[f"{row['name']} at random init"] = (row["init_mean"], tuple(row["init_interval"]))
+    def metrics(cls, result: InvarianceResult) -> list[Metric]:
+        by_key = {definition.key.removeprefix("invariance.<transform>."): definition for definition in cls.metric_definitions}
+        rows: list[Metric] = []
+        for name, report in result.transforms.items():
+            for field in ("invariance_ratio", "equivariance_ratio", "consistency", "lie_derivative"):
+                estimate = getattr(report, field)
+                if estimate is not None:
+                    rows.append(by_key[field](estimate.value, ci95=estimate.ci95, n=result.n_inputs, transform=name))
+            for field in ("invariance_ratio", "lie_derivative"):
+                spread = getattr(report.init, field) if report.init is not None else None
+                if spread is not None:
+                    rows.append(by_key[f"init.{field}"](spread.mean, ci95=(spread.low, spread.high), n=spread.n, transform=name))
         return rows
 
     def choices(self, kind: str) -> list[tuple[str, float | None]]:

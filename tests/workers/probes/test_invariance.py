@@ -208,10 +208,13 @@ def test_summary_ranks_and_compares_with_random_init():
         report = result.transforms[row.name]
         assert row.init_mean == pytest.approx(np.mean(report.init.invariance_ratio.values))
         assert row.versus_init in ("more_invariant", "less_invariant", "within_init_range")
-    headline = Invariance.headline(result.model_dump(mode="json"))
-    assert headline["rotate invariance ratio"][0] == result.transforms["rotate"].invariance_ratio.value
-    low, high = headline["rotate at random init"][1]
-    assert low < headline["rotate at random init"][0] < high
+    metrics = {metric.key: metric for metric in Invariance.metrics(result)}
+    rotate = metrics["invariance.rotate.invariance_ratio"]
+    assert rotate.value == result.transforms["rotate"].invariance_ratio.value
+    assert rotate.ci95 == result.transforms["rotate"].invariance_ratio.ci95 and rotate.scope == "trained"
+    at_init = metrics["invariance.rotate.init.invariance_ratio"]
+    assert at_init.scope == "init" and at_init.n == 3
+    assert at_init.ci95[0] < at_init.value < at_init.ci95[1]
     assert EXACT_TOLERANCE < min(ratios)
 
 
