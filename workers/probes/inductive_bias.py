@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.specs import ArchSpec, input_signature
 from workers.data.dataset import Dataset
@@ -36,9 +36,14 @@ from workers.probes.functional.bits_estimate import estimate_bits
 from workers.probes.functional.ensemble_training import default_chunk_size, sample_losses
 from workers.probes.functional.generalized_chi2 import log_cdf as generalized_chi2_log_cdf
 from workers.probes.functional.hypothesis_loss import test_losses
+from workers.probes.functional.latent_spaces import LatentSpace, init_latent, kernel_latent, parameter_laws
+from workers.probes.functional.rare_event import SplittingRun, combine_replicates, replicate_seed, subset_simulation
 from workers.runspec import TaskSpec, TrainSpec
 
 Sampler = Literal["init", "trained", "kernel"]
+# Which estimator gives the headline ``bits``/``ci95`` (METHODS.md §1): the fitted non-central
+# chi-squared tail, subset simulation on the space's Gaussian latent variables, or the exact law.
+Method = Literal["fitted_tail", "rare_event", "exact"]
 _LOC = ("probes", "inductive_bias")
 # No '.' in labels: they become segments of dotted metric keys (``inductive_bias.spaces.<label>.bits``).
 _LABEL = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -72,8 +77,30 @@ class ComparedSpace(ProbeParams):
         return value
 
 
+class RareEventParams(ProbeParams):
+    """Subset simulation (``functional.rare_event``): ``replicates`` independent runs, one shard each."""
+
+    chains: int = Field(default=1000, ge=20, le=1_000_000, description="samples per level")
+    replicates: int = Field(default=8, ge=2, le=256, description="independent runs; ci95 from their spread")
+    p0: float = Field(default=0.1, ge=0.01, le=0.5, description="conditional probability per level")
+    target_acceptance: float = Field(default=0.3, ge=0.05, le=0.95, description="pCN acceptance the step size adapts to")
+
+    @model_validator(mode="after")
+    def _whole_seed_count(self) -> "RareEventParams":
+        seeds = self.p0 * self.chains
+        if abs(seeds - round(seeds)) > 1e-9 or round(seeds) < 2:
+            raise ValueError(f"p0 * chains must be a whole number of at least 2 seeds, got {self.p0} * {self.chains}")
+        return self
+
+
 class InductiveBiasParams(ProbeParams):
     sampler: Sampler = Field(default="init", description="init | trained | kernel")
+    method: Method = Field(
+        default="fitted_tail",
+        description="headline estimator: fitted_tail (fit to the samples), rare_event (subset simulation; "
+        "init and kernel samplers), exact (kernel sampler with mse only)",
+    )
+    rare_event: RareEventParams = Field(default_factory=RareEventParams, description="settings of method rare_event")
     n_hypotheses: int = Field(default=1000, ge=30, le=1_000_000, description="hypotheses sampled per space")
     target_error: float | None = Field(default=None, gt=0, description="epsilon; default: the task's target_error")
     train: TrainOverrides = Field(default_factory=TrainOverrides, description="overrides of the task's training budget")
@@ -106,6 +133,7 @@ class SpaceEstimate(BaseModel):
 
     sampler: Sampler
     arch: dict | None = Field(description="None for the kernel space")
+    method: Method = Field(default="fitted_tail", description="the estimator that produced bits and ci95")
     bits: float
     ci95: list[float]
     target_error: float
@@ -125,6 +153,10 @@ class SpaceEstimate(BaseModel):
     model_loss: float | None = Field(default=None, description="the uploaded weights' own test loss")
     model_bits: float | None = Field(default=None, description="-log2 CDF(model_loss) under the fit")
     warnings: list[str] = Field(default_factory=list, description="what makes this estimate less trustworthy")
+    fitted_tail: dict[str, Any] | None = Field(
+        default=None, description="the fitted tail's bits and ci95 when another method gives the headline")
+    rare_event: dict[str, Any] | None = Field(
+        default=None, description="method rare_event: replicate bits, evaluations, levels, acceptance, min_loss")
 
 
 class RelativeBias(BaseModel):
@@ -133,7 +165,9 @@ class RelativeBias(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     bits_difference: float = Field(description="bits(a) - bits(b): information a's prior supplies less than b's")
-    ci95: list[float] = Field(description="from the difference of the two spaces' independent bootstrap replicates")
+    ci95: list[float] = Field(
+        description="fitted_tail: difference of the two spaces' independent bootstrap replicates; otherwise "
+        "+-1.96 times the root sum of squares of the two intervals' half-widths / 1.96 (independent estimates)")
 
 
 class InductiveBiasResult(BaseModel):
@@ -201,8 +235,26 @@ class InductiveBias(Probe):
             if space.arch.out_dim != arch.out_dim:
                 errors.append({"loc": [*_LOC, "compare", index, "arch", "out_dim"],
                                "msg": f"is {space.arch.out_dim}; the run's architecture has out_dim {arch.out_dim}"})
+        errors.extend(self._method_errors(arch, task))
         if errors:
             raise InputError(errors)
+
+    def _method_errors(self, arch: ArchSpec, task: TaskSpec | None) -> list[dict]:
+        """Spaces the chosen ``method`` cannot estimate (each with the reason)."""
+        method, errors = self.params.method, []
+        for label, (sampler, space_arch) in self._spaces(arch).items():
+            if method == "exact" and (sampler != "kernel" or (task is not None and task.loss != "mse")):
+                errors.append({"loc": [*_LOC, "method"], "msg": f"exact needs the kernel sampler and the mse loss; "
+                               f"space '{label}' has sampler {sampler!r} and loss {task.loss if task else None!r}"})
+            elif method == "rare_event" and sampler == "trained":
+                errors.append({"loc": [*_LOC, "method"], "msg": f"rare_event supports the init and kernel samplers; "
+                               f"space '{label}' is trained (each move would cost a training run: see docs/inductive_bias.md)"})
+            elif method == "rare_event" and sampler == "init":
+                try:
+                    parameter_laws(space_arch)
+                except ValueError as exc:
+                    errors.append({"loc": [*_LOC, "method"], "msg": f"space '{label}': {exc}"})
+        return errors
 
     def check_dataset(self, description: dict) -> None:
         samplers = {self.params.sampler} | {space.sampler or self.params.sampler for space in self.params.compare}
@@ -275,12 +327,28 @@ class InductiveBias(Probe):
         budget = max(1, min(budget, self.params.shard_size))
         return max(d for d in range(1, budget + 1) if self.params.shard_size % d == 0)
 
+    def _epsilon(self, context: ProbeContext) -> float:
+        return self.params.target_error if self.params.target_error is not None else context.task.target_error
+
+    def _latent(self, context: ProbeContext, sampler: Sampler, arch: ArchSpec) -> LatentSpace:
+        if sampler == "kernel":
+            return kernel_latent(self._posterior(context, context.arch), self._test_targets(context.dataset), context.task.loss)
+        return init_latent(arch, _reshaped_for(arch, context.dataset), context.task.loss, context.device)
+
     def run_shard(self, context: ProbeContext, shard: dict) -> dict:
-        """Losses of hypotheses ``start .. start + count - 1`` of one space (non-finite -> None)."""
+        """Losses of hypotheses ``start .. start + count - 1`` of one space (non-finite -> None), or,
+        for a shard with a ``replicate``, that subset-simulation run of the space."""
         labels = list(self._spaces(context.arch))
         sampler, arch = self._spaces(context.arch)[shard["space"]]
         seed = self._seed(context, labels.index(shard["space"]))
         task = context.task
+        if "replicate" in shard:
+            settings = self.params.rare_event
+            latent = self._latent(context, sampler, arch)
+            run = subset_simulation(latent.loss_fn, latent.dim, self._epsilon(context), n_chains=settings.chains,
+                                    p0=settings.p0, target_acceptance=settings.target_acceptance,
+                                    seed=replicate_seed(seed, shard["replicate"]))
+            return {"run": run.to_dict()}
         if sampler == "kernel":
             losses = gp_kernel.sample_kernel_losses(
                 self._posterior(context, context.arch), self._test_targets(context.dataset), shard["count"], seed,
@@ -301,21 +369,31 @@ class InductiveBias(Probe):
             raise InputError.at(["task"], "the inductive_bias probe needs a task with a dataset")
         self.check_dataset(context.dataset.describe())
         params, spaces = self.params, self._spaces(context.arch)
-        epsilon = params.target_error if params.target_error is not None else context.task.target_error
+        errors = self._method_errors(context.arch, context.task)
+        if errors:
+            raise InputError(errors)
+        epsilon = self._epsilon(context)
         shards = [
             {"space": label, "start": start, "count": min(params.shard_size, params.n_hypotheses - start),
              "chunk_size": self._chunk_size(context, sampler, arch)}
             for label, (sampler, arch) in spaces.items()
             for start in range(0, params.n_hypotheses, params.shard_size)
         ]
+        if params.method == "rare_event":
+            # One replicate per shard: the replicates spread over the workers like sampling does.
+            shards += [{"space": label, "replicate": r} for label in spaces for r in range(params.rare_event.replicates)]
         started = time.perf_counter()
         results = context.shards.map(self, shards, context)
         context.timing["sampling_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
         losses = {label: [] for label in spaces}
+        runs: dict[str, list[SplittingRun]] = {label: [] for label in spaces}
         for shard, result in zip(shards, results):
-            losses[shard["space"]].extend(np.nan if x is None else x for x in result["losses"])
+            if "replicate" in shard:
+                runs[shard["space"]].append(SplittingRun.from_dict(result["run"]))
+            else:
+                losses[shard["space"]].extend(np.nan if x is None else x for x in result["losses"])
         estimates, boots = {}, {}
         for index, (label, (sampler, arch)) in enumerate(spaces.items()):
             sample = np.asarray(losses[label], dtype=np.float64)
@@ -323,18 +401,15 @@ class InductiveBias(Probe):
             estimate = estimate_bits(sample, epsilon, n_boot=params.bootstrap, seed=self._seed(context, index),
                                      histogram_bins=params.histogram_bins)
             boots[label] = estimate.bootstrap
-            estimates[label] = self._space_estimate(context, label, sampler, arch, estimate, epsilon)
+            estimates[label] = self._space_estimate(context, label, sampler, arch, estimate, epsilon, runs[label])
         relative: dict[str, dict[str, RelativeBias]] = {}
         for a, b in itertools.combinations(spaces, 2):
-            relative.setdefault(a, {})[b] = RelativeBias(
-                bits_difference=estimates[a].bits - estimates[b].bits,
-                ci95=[float(v) for v in np.percentile(boots[a] - boots[b], [2.5, 97.5])],
-            )
+            relative.setdefault(a, {})[b] = _relative(estimates[a], estimates[b], boots[a], boots[b])
         context.timing["estimation_s"] = time.perf_counter() - started
         return InductiveBiasResult(loss=context.task.loss, seed=self._seed(context, 0), target_error=epsilon,
                                    spaces=estimates, relative=relative)
 
-    def _space_estimate(self, context, label, sampler, arch, estimate, epsilon) -> SpaceEstimate:
+    def _space_estimate(self, context, label, sampler, arch, estimate, epsilon, runs) -> SpaceEstimate:
         fields = estimate.to_dict()
         for key in ("n_boot", "seed"):
             fields.pop(key, None)
@@ -353,8 +428,20 @@ class InductiveBias(Probe):
             extra["model_loss"] = model_loss if np.isfinite(model_loss) else None
             if extra["model_loss"] is not None and model_loss > 0:
                 extra["model_bits"] = float(estimate.model_bits(model_loss))
-        extra["warnings"] = _warnings(fields)
-        return SpaceEstimate(sampler=sampler, arch=None if sampler == "kernel" else arch.model_dump(mode="json"),
+        method = self.params.method
+        if method != "fitted_tail":
+            extra["fitted_tail"] = {"bits": fields["bits"], "ci95": fields["ci95"]}
+        if method == "rare_event":
+            measured = combine_replicates(runs)
+            fields["bits"], fields["ci95"] = measured.bits, list(measured.ci95)
+            extra["rare_event"] = measured.to_dict()
+        elif method == "exact":
+            if extra.get("exact_bits") is None:
+                raise ValueError(f"epsilon {epsilon:g} lies below the support of the kernel space's test mse: "
+                                 "no hypothesis reaches it (infinitely many bits)")
+            fields["bits"], fields["ci95"] = extra["exact_bits"], [extra["exact_bits"]] * 2
+        extra["warnings"] = _warnings(fields, method, extra.get("rare_event"))
+        return SpaceEstimate(method=method, sampler=sampler, arch=None if sampler == "kernel" else arch.model_dump(mode="json"),
                              **fields, **extra)
 
     metric_definitions = (
@@ -415,15 +502,32 @@ def _scope(sampler: Sampler) -> Scope:
     return "trained" if sampler == "trained" else "init"
 
 
-def _warnings(fields: dict) -> list[str]:
+def _relative(a: SpaceEstimate, b: SpaceEstimate, boot_a: np.ndarray, boot_b: np.ndarray) -> RelativeBias:
+    """``bits(a) - bits(b)``. Two fitted tails: percentiles of the difference of their independent
+    bootstrap replicates. Otherwise the two estimates are independent with roughly normal errors
+    (rare_event: a t-interval on log P; exact: none), so the half-widths add in quadrature."""
+    difference = a.bits - b.bits
+    if a.method == b.method == "fitted_tail":
+        return RelativeBias(bits_difference=difference,
+                            ci95=[float(v) for v in np.percentile(boot_a - boot_b, [2.5, 97.5])])
+    half = float(np.hypot((a.ci95[1] - a.ci95[0]) / 2, (b.ci95[1] - b.ci95[0]) / 2))
+    return RelativeBias(bits_difference=difference, ci95=[difference - half, difference + half])
+
+
+def _warnings(fields: dict, method: Method = "fitted_tail", rare_event: dict | None = None) -> list[str]:
     notes = []
-    if not fields["fit"]["adequate"]:
+    if not fields["fit"]["adequate"] and method == "fitted_tail":
         notes.append(
             f"the scaled non-central chi-squared does not describe these losses (KS p = {fields['fit']['ks_pvalue']:.2g}); "
             "trust empirical_bits and its interval over bits"
         )
-    if fields["extrapolated"]:
+    if fields["extrapolated"] and method == "fitted_tail":
         notes.append(f"only {fields['n_below']} sampled losses reach epsilon: bits rest on the fitted tail (see ci95)")
+    if rare_event is not None:
+        low_acceptance = [a for a in rare_event["acceptance"] if a is not None and a < 0.05]
+        if low_acceptance:
+            notes.append(f"rare_event: {len(low_acceptance)} of {len(rare_event['acceptance'])} replicates accepted "
+                         "under 5% of their moves: their chains barely mixed, so the interval may be too narrow")
     if fields["diverged"]:
         notes.append(f"{fields['diverged']} hypotheses diverged (non-finite loss) and were excluded")
     return notes

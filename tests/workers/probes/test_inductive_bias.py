@@ -222,3 +222,76 @@ def test_dataset_checks_trained_without_train_split_and_kernel_too_large():
         kernel.check_dataset({"n_train": 30_000, "n_test": 1_000, "target_dim": 10})
     assert exc.value.errors[0]["loc"] == ["probes", "inductive_bias", "sampler"]
     kernel.check_dataset({"n_train": 1_000, "n_test": 500, "target_dim": 10})
+
+
+# --- method: rare_event and exact -------------------------------------------------------------
+
+RARE = {"chains": 200, "replicates": 8}
+
+
+def test_rare_event_measures_a_deep_tail_that_no_sample_reaches():
+    dataset, exact = linear_task()
+    epsilon = exact["scale"] * stats.ncx2.ppf(2.0**-30, exact["df"], exact["nc"])
+    truth = exact_bits(epsilon, exact)
+    context = context_for(LINEAR, dataset, {"dataset": {"builtin": "x"}, "target_error": epsilon})
+    result = run_probe({"n_hypotheses": 60, "method": "rare_event", "rare_event": RARE}, context)
+    target = result.spaces["target"]
+    assert target.method == "rare_event" and target.n_below == 0
+    assert target.ci95[0] <= truth <= target.ci95[1], (target.bits, target.ci95, truth)
+    assert abs(target.bits / truth - 1) < 0.05
+    assert len(target.rare_event["replicate_bits"]) == 8 and target.rare_event["evaluations"] > 8 * 200
+    assert target.rare_event["min_loss"] <= epsilon
+    # The fitted tail is still reported beside it, and its extrapolation warning is not the headline's.
+    assert set(target.fitted_tail) == {"bits", "ci95"}
+    assert not any("fitted tail" in w for w in target.warnings)
+    again = run_probe({"n_hypotheses": 60, "method": "rare_event", "rare_event": RARE}, context)
+    assert again.spaces["target"].bits == target.bits
+
+
+def test_rare_event_relative_bias_between_two_init_scales():
+    dataset, exact = linear_task()
+    epsilon = exact["scale"] * stats.ncx2.ppf(2.0**-12, exact["df"], exact["nc"])
+    wide = {**LINEAR, "init": {"dist": "normal", "scale": 2 * SIGMA}}
+    context = context_for(LINEAR, dataset, {"dataset": {"builtin": "x"}, "target_error": epsilon})
+    result = run_probe({"n_hypotheses": 60, "method": "rare_event", "rare_event": RARE,
+                        "compare": [{"label": "wide", "arch": wide}]}, context)
+    # The wide prior: MSE = c (2 sigma)^2 ncx2(D, |beta|^2 / (2 sigma)^2).
+    wide_truth = -stats.ncx2.logcdf(epsilon / (exact["scale"] * 4), exact["df"], exact["nc"] / 4) / math.log(2)
+    spaces = result.spaces
+    assert spaces["wide"].ci95[0] <= wide_truth <= spaces["wide"].ci95[1]
+    pair = result.relative["target"]["wide"]
+    assert pair.ci95[0] <= 12 - wide_truth <= pair.ci95[1]
+    assert pair.bits_difference == pytest.approx(spaces["target"].bits - spaces["wide"].bits)
+
+
+def test_exact_method_headlines_the_kernel_law():
+    dataset = load_builtin("teacher", {"in_dim": 4, "n_train": 30, "n_test": 40}, seed=0)
+    arch = {"name": "mlp", "in_dim": 4, "hidden": [8], "out_dim": dataset.y_test.shape[1]}
+    context = context_for(arch, dataset, {"dataset": {"builtin": "teacher"}, "target_error": 0.05})
+    target = run_probe({"sampler": "kernel", "method": "exact", "n_hypotheses": 60}, context).spaces["target"]
+    assert target.method == "exact" and target.bits == target.exact_bits and target.ci95 == [target.bits] * 2
+    assert target.fitted_tail["bits"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("params", "arch", "message"),
+    [
+        ({"method": "exact"}, LINEAR, "exact needs the kernel sampler"),
+        ({"method": "rare_event", "sampler": "trained"}, LINEAR, "rare_event supports the init and kernel"),
+        ({"method": "rare_event"}, {**LINEAR, "init": {"dist": "default"}, "hidden": [3], "layernorm": True}, None),
+    ],
+)
+def test_method_validation(params, arch, message):
+    dataset, _ = linear_task()
+    probe = InductiveBias(InductiveBias.Params(**params))
+    task = TaskSpec.model_validate({"dataset": {"builtin": "x"}, "target_error": 0.1})
+    if message is None:  # Linear + LayerNorm under PyTorch's default init have known laws: accepted
+        probe.check_inputs(parse_arch(arch), task)
+        return
+    with pytest.raises(InputError, match=message):
+        probe.check_inputs(parse_arch(arch), task)
+
+
+def test_rare_event_settings_need_a_whole_number_of_seeds():
+    with pytest.raises(ValueError, match="whole number"):
+        InductiveBias.Params(method="rare_event", rare_event={"chains": 25, "p0": 0.1})

@@ -59,7 +59,7 @@ _INITIAL_BETA = 0.5
 MAX_LEVELS_DEFAULT = 400
 
 
-class SplittingStalled(RuntimeError):
+class SplittingStalled(ValueError):
     """No level can lower the threshold (every remaining loss is tied), or ``max_levels`` ran out."""
 
 
@@ -91,6 +91,11 @@ class SplittingRun:
     @property
     def levels(self) -> int:
         return len(self.thresholds)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "SplittingRun":
+        """Inverse of ``to_dict`` (a shard's JSON result back into a run)."""
+        return cls(**{k: v for k, v in data.items() if k not in ("bits", "levels")})
 
     def to_dict(self) -> dict:
         return {"bits": self.bits, "log_probability": self.log_probability, "levels": self.levels,
