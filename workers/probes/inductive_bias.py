@@ -32,18 +32,23 @@ from models.errors import InputError
 from workers.probes.base import Probe, ProbeContext, ProbeParams
 from workers.probes.metrics import Metric, MetricDefinition, Scope
 from workers.probes.functional import gp_kernel
-from workers.probes.functional.bits_estimate import estimate_bits
+from workers.probes.functional.bits_estimate import empirical_estimate, estimate_bits
 from workers.probes.functional.ensemble_training import default_chunk_size, sample_losses
 from workers.probes.functional.generalized_chi2 import log_cdf as generalized_chi2_log_cdf
 from workers.probes.functional.hypothesis_loss import test_losses
 from workers.probes.functional.latent_spaces import LatentSpace, init_latent, kernel_latent, parameter_laws
 from workers.probes.functional.rare_event import SplittingRun, combine_replicates, replicate_seed, subset_simulation
+from workers.probes.functional.tail_families import FamilyEstimate, data_depth, lognormal_estimate, span_interval
+from workers.probes.functional.bits_estimate import EXTRAPOLATION_THRESHOLD
 from workers.runspec import TaskSpec, TrainSpec
 
 Sampler = Literal["init", "trained", "kernel"]
 # Which estimator gives the headline ``bits``/``ci95`` (METHODS.md §1): the fitted non-central
 # chi-squared tail, subset simulation on the space's Gaussian latent variables, or the exact law.
 Method = Literal["fitted_tail", "rare_event", "exact"]
+# A space's headline may also be ``empirical``: losses exactly 0 (zero_one on small test sets) fit no
+# continuous tail, and then the fraction below epsilon is the answer (never a failed run).
+EstimateMethod = Literal["fitted_tail", "rare_event", "exact", "empirical"]
 _LOC = ("probes", "inductive_bias")
 # No '.' in labels: they become segments of dotted metric keys (``inductive_bias.spaces.<label>.bits``).
 _LABEL = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -133,9 +138,12 @@ class SpaceEstimate(BaseModel):
 
     sampler: Sampler
     arch: dict | None = Field(description="None for the kernel space")
-    method: Method = Field(default="fitted_tail", description="the estimator that produced bits and ci95")
+    method: EstimateMethod = Field(default="fitted_tail", description="the estimator that produced bits and ci95")
     bits: float
     ci95: list[float]
+    bits_is_lower_bound: bool = Field(
+        default=False, description="fitted_tail with no sampled loss at or below epsilon: bits is the Clopper-Pearson "
+        "lower bound (the truth is >= bits at 97.5% confidence), never the extrapolation")
     target_error: float
     n_hypotheses: int
     n_below: int
@@ -154,7 +162,14 @@ class SpaceEstimate(BaseModel):
     model_bits: float | None = Field(default=None, description="-log2 CDF(model_loss) under the fit")
     warnings: list[str] = Field(default_factory=list, description="what makes this estimate less trustworthy")
     fitted_tail: dict[str, Any] | None = Field(
-        default=None, description="the fitted tail's bits and ci95 when another method gives the headline")
+        default=None, description="the non-central chi-squared fit's own bits and bootstrap ci95 (the extrapolation "
+        "when bits_is_lower_bound; beside the headline when another method gives it)")
+    tail_families: dict[str, Any] | None = Field(
+        default=None, description="method fitted_tail: bits, bootstrap ci95, KS p-value of each tail family; "
+        "ci95 spans every adequate family's interval")
+    deepest_observed_bits: float | None = Field(default=None, description="log2(S): the depth of the smallest sampled loss")
+    validated_depth_bits: float | None = Field(
+        default=None, description="log2(S / 10): the deepest depth with 10 sampled losses at or below it")
     rare_event: dict[str, Any] | None = Field(
         default=None, description="method rare_event: replicate bits, evaluations, levels, acceptance, min_loss")
 
@@ -196,8 +211,17 @@ class InductiveBias(Probe):
     (difference of the two spaces' independent bootstrap replicates). The full loss samples are
     artifacts ``losses.<label>``; timing is split into ``sampling_s`` and ``estimation_s``.
 
-    Raises (as a failed run): ``ValueError`` when most hypotheses diverge, or when a loss is exactly
-    zero (``zero_one`` on tiny test sets), since the fit then cannot describe the sample.
+    ``method`` picks the headline ``bits``/``ci95`` of every space (METHODS.md §1): ``fitted_tail``
+    (default) reports the non-central chi-squared fit with an interval spanning both tail families'
+    bootstrap intervals (``tail_families``), and, when no sampled loss reaches epsilon, the
+    Clopper-Pearson lower bound instead (``bits_is_lower_bound``; the extrapolation stays under
+    ``fitted_tail``); losses exactly 0 give the ``empirical`` fraction. ``rare_event`` measures the
+    tail by subset simulation (``rare_event`` block; one shard per replicate), ``exact`` reads the
+    kernel space's exact law. ``deepest_observed_bits`` and ``validated_depth_bits`` say how deep
+    the sample itself reaches.
+
+    Raises (as a failed run): ``ValueError`` when most hypotheses diverge, or when subset simulation
+    stalls (every loss tied). ``InputError`` when the method does not apply to a space.
     """
 
     name = "inductive_bias"
@@ -398,10 +422,13 @@ class InductiveBias(Probe):
         for index, (label, (sampler, arch)) in enumerate(spaces.items()):
             sample = np.asarray(losses[label], dtype=np.float64)
             context.artifacts[f"losses.{label}"] = sample
-            estimate = estimate_bits(sample, epsilon, n_boot=params.bootstrap, seed=self._seed(context, index),
-                                     histogram_bins=params.histogram_bins)
+            if np.any(sample == 0):
+                estimate = empirical_estimate(sample, epsilon, histogram_bins=params.histogram_bins)
+            else:
+                estimate = estimate_bits(sample, epsilon, n_boot=params.bootstrap, seed=self._seed(context, index),
+                                         histogram_bins=params.histogram_bins)
             boots[label] = estimate.bootstrap
-            estimates[label] = self._space_estimate(context, label, sampler, arch, estimate, epsilon, runs[label])
+            estimates[label] = self._space_estimate(context, label, sampler, arch, estimate, epsilon, runs[label], sample)
         relative: dict[str, dict[str, RelativeBias]] = {}
         for a, b in itertools.combinations(spaces, 2):
             relative.setdefault(a, {})[b] = _relative(estimates[a], estimates[b], boots[a], boots[b])
@@ -409,7 +436,7 @@ class InductiveBias(Probe):
         return InductiveBiasResult(loss=context.task.loss, seed=self._seed(context, 0), target_error=epsilon,
                                    spaces=estimates, relative=relative)
 
-    def _space_estimate(self, context, label, sampler, arch, estimate, epsilon, runs) -> SpaceEstimate:
+    def _space_estimate(self, context, label, sampler, arch, estimate, epsilon, runs, sample) -> SpaceEstimate:
         fields = estimate.to_dict()
         for key in ("n_boot", "seed"):
             fields.pop(key, None)
@@ -426,12 +453,28 @@ class InductiveBias(Probe):
         if label == MAIN_SPACE and context.has_uploaded_weights and sampler != "kernel":
             model_loss = _model_test_loss(context)
             extra["model_loss"] = model_loss if np.isfinite(model_loss) else None
-            if extra["model_loss"] is not None and model_loss > 0:
+            if extra["model_loss"] is not None and model_loss > 0 and estimate.fitted is not None:
                 extra["model_bits"] = float(estimate.model_bits(model_loss))
         method = self.params.method
-        if method != "fitted_tail":
-            extra["fitted_tail"] = {"bits": fields["bits"], "ci95": fields["ci95"]}
-        if method == "rare_event":
+        has_fit = estimate.fitted is not None
+        extra["fitted_tail"] = {"bits": fields["bits"], "ci95": fields["ci95"]} if has_fit else None
+        extra["deepest_observed_bits"], extra["validated_depth_bits"] = data_depth(fields["n_hypotheses"],
+                                                                                  EXTRAPOLATION_THRESHOLD)
+        if method == "fitted_tail" and not has_fit:
+            method = "empirical"
+        if method == "fitted_tail":
+            families = [FamilyEstimate("noncentral_chi2", fields["bits"], tuple(fields["ci95"]), fields["fit"]["ks_pvalue"]),
+                        lognormal_estimate(sample[np.isfinite(sample)], epsilon, n_boot=self.params.bootstrap, seed=estimate.seed)]
+            extra["tail_families"] = {f.family: f.to_dict() for f in families}
+            low, high = span_interval(families)
+            if fields["n_below"] == 0:
+                # Nothing sampled reaches epsilon: the honest headline is the data's lower bound.
+                bound = fields["empirical_bits_ci95"][0]
+                fields["bits"], fields["ci95"] = bound, [bound, max(bound, high)]
+                extra["bits_is_lower_bound"] = True
+            else:
+                fields["ci95"] = [low, high]
+        elif method == "rare_event":
             measured = combine_replicates(runs)
             fields["bits"], fields["ci95"] = measured.bits, list(measured.ci95)
             extra["rare_event"] = measured.to_dict()
@@ -440,7 +483,7 @@ class InductiveBias(Probe):
                 raise ValueError(f"epsilon {epsilon:g} lies below the support of the kernel space's test mse: "
                                  "no hypothesis reaches it (infinitely many bits)")
             fields["bits"], fields["ci95"] = extra["exact_bits"], [extra["exact_bits"]] * 2
-        extra["warnings"] = _warnings(fields, method, extra.get("rare_event"))
+        extra["warnings"] = _warnings(fields, method, extra)
         return SpaceEstimate(method=method, sampler=sampler, arch=None if sampler == "kernel" else arch.model_dump(mode="json"),
                              **fields, **extra)
 
@@ -503,26 +546,44 @@ def _scope(sampler: Sampler) -> Scope:
 
 
 def _relative(a: SpaceEstimate, b: SpaceEstimate, boot_a: np.ndarray, boot_b: np.ndarray) -> RelativeBias:
-    """``bits(a) - bits(b)``. Two fitted tails: percentiles of the difference of their independent
-    bootstrap replicates. Otherwise the two estimates are independent with roughly normal errors
-    (rare_event: a t-interval on log P; exact: none), so the half-widths add in quadrature."""
-    difference = a.bits - b.bits
-    if a.method == b.method == "fitted_tail":
-        return RelativeBias(bits_difference=difference,
+    """``bits(a) - bits(b)``. Two fitted tails: the difference of the non-central chi-squared fits
+    (also where a headline is a lower bound: the difference is then an extrapolation, and that
+    space's warning says so) with the percentiles of the difference of their independent bootstrap
+    replicates. Otherwise the two estimates are independent with roughly normal errors (rare_event:
+    a t-interval on log P; exact: none), so the half-widths add in quadrature."""
+    if a.method == b.method == "fitted_tail" and a.fitted_tail is not None and b.fitted_tail is not None:
+        return RelativeBias(bits_difference=a.fitted_tail["bits"] - b.fitted_tail["bits"],
                             ci95=[float(v) for v in np.percentile(boot_a - boot_b, [2.5, 97.5])])
+    difference = a.bits - b.bits
     half = float(np.hypot((a.ci95[1] - a.ci95[0]) / 2, (b.ci95[1] - b.ci95[0]) / 2))
     return RelativeBias(bits_difference=difference, ci95=[difference - half, difference + half])
 
 
-def _warnings(fields: dict, method: Method = "fitted_tail", rare_event: dict | None = None) -> list[str]:
+def _warnings(fields: dict, method: Method = "fitted_tail", extra: dict | None = None) -> list[str]:
+    extra = extra or {}
     notes = []
+    if method == "empirical":
+        notes.append(f"no tail was fitted ({fields['fit']['reason']}): bits is the empirical fraction below epsilon "
+                     "with its Clopper-Pearson interval")
     if not fields["fit"]["adequate"] and method == "fitted_tail":
         notes.append(
             f"the scaled non-central chi-squared does not describe these losses (KS p = {fields['fit']['ks_pvalue']:.2g}); "
             "trust empirical_bits and its interval over bits"
         )
     if fields["extrapolated"] and method == "fitted_tail":
-        notes.append(f"only {fields['n_below']} sampled losses reach epsilon: bits rest on the fitted tail (see ci95)")
+        tails = ", ".join(f"{name} {family['bits']:.3g}" for name, family in (extra.get("tail_families") or {}).items())
+        depth = extra.get("validated_depth_bits")
+        if fields["n_below"] == 0:
+            notes.append(
+                f"no sampled loss reaches epsilon (0 of {fields['n_hypotheses']}): bits is the Clopper-Pearson lower "
+                f"bound, bits >= {fields['bits']:.3g}. The fitted tails extrapolate to {tails} bits, beyond the "
+                f"validated depth of {depth:.3g} bits, where tail families disagree and the non-central chi-squared "
+                "has been measured up to 40% low: use method rare_event (init, kernel) or exact (kernel, mse) to measure it")
+        else:
+            notes.append(
+                f"only {fields['n_below']} sampled losses reach epsilon: bits {fields['bits']:.3g} extrapolate the fitted "
+                f"tail beyond the validated depth of {depth:.3g} bits; ci95 spans the tail families ({tails})")
+    rare_event = extra.get("rare_event")
     if rare_event is not None:
         low_acceptance = [a for a in rare_event["acceptance"] if a is not None and a < 0.05]
         if low_acceptance:

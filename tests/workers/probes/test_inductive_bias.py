@@ -156,7 +156,9 @@ def test_relative_bias_between_spaces_and_model_bits():
     pairs = {(a, b): pair for a, row in result.relative.items() for b, pair in row.items()}
     assert set(pairs) == {("target", "wide-init"), ("target", "gp"), ("wide-init", "gp")}
     pair = pairs[("target", "wide-init")]
-    assert pair.bits_difference == pytest.approx(result.spaces["target"].bits - result.spaces["wide-init"].bits)
+    # Two fitted tails compare their fits (a headline may be only a lower bound).
+    fits = {label: space.fitted_tail["bits"] for label, space in result.spaces.items()}
+    assert pair.bits_difference == pytest.approx(fits["target"] - fits["wide-init"])
     assert pair.ci95[0] <= pair.bits_difference <= pair.ci95[1]
     assert result.spaces["gp"].exact_bits is not None
     keys = {metric.key for metric in InductiveBias.metrics(result)}
@@ -295,3 +297,53 @@ def test_method_validation(params, arch, message):
 def test_rare_event_settings_need_a_whole_number_of_seeds():
     with pytest.raises(ValueError, match="whole number"):
         InductiveBias.Params(method="rare_event", rare_event={"chains": 25, "p0": 0.1})
+
+
+# --- fitted_tail: model error, depth of the data, lower bounds, zero losses ---------------------
+
+
+def test_no_sample_below_epsilon_headlines_the_clopper_pearson_bound():
+    dataset, exact = linear_task()
+    epsilon = exact["scale"] * stats.ncx2.ppf(2.0**-30, exact["df"], exact["nc"])
+    context = context_for(LINEAR, dataset, {"dataset": {"builtin": "x"}, "target_error": epsilon})
+    target = target_space({"n_hypotheses": 200}, context)
+    assert target.n_below == 0 and target.bits_is_lower_bound and target.method == "fitted_tail"
+    # 0 of 200: the 97.5% upper bound on the fraction is 1 - 0.025^(1/200).
+    bound = -math.log2(1 - 0.025 ** (1 / 200))
+    assert target.bits == pytest.approx(bound, rel=1e-9) == target.empirical_bits_ci95[0]
+    assert target.bits <= exact_bits(epsilon, exact) and target.ci95[0] == target.bits
+    assert target.fitted_tail["bits"] > target.bits  # the extrapolation is kept, not headlined
+    assert set(target.tail_families) == {"noncentral_chi2", "lognormal"}
+    assert target.deepest_observed_bits == pytest.approx(math.log2(200))
+    assert target.validated_depth_bits == pytest.approx(math.log2(20))
+    (note,) = [w for w in target.warnings if "lower bound" in w]
+    assert f"bits >= {target.bits:.3g}" in note and "lognormal" in note and "rare_event" in note
+
+
+def test_interval_spans_the_tail_families():
+    dataset, exact = linear_task()
+    epsilon = exact["scale"] * stats.ncx2.ppf(0.02, exact["df"], exact["nc"])
+    context = context_for(LINEAR, dataset, {"dataset": {"builtin": "x"}, "target_error": epsilon})
+    target = target_space({"n_hypotheses": 400}, context)
+    assert target.n_below > 0 and not target.bits_is_lower_bound
+    families = [f for f in target.tail_families.values() if f["adequate"]] + [target.tail_families["noncentral_chi2"]]
+    assert target.ci95[0] == min(f["ci95"][0] for f in families)
+    assert target.ci95[1] == max(f["ci95"][1] for f in families)
+    assert target.ci95[0] <= exact_bits(epsilon, exact) <= target.ci95[1]
+
+
+def test_zero_losses_get_the_empirical_answer():
+    # zero_one on two far-apart clusters with 8 test points: about half the random linear
+    # classifiers separate them perfectly (seed 1: 134 of 300 with loss exactly 0).
+    dataset = load_builtin("gaussian_clusters", {"in_dim": 2, "n_classes": 2, "n_train": 8, "n_test": 8,
+                                                 "separation": 20}, seed=1)
+    arch = {"name": "mlp", "in_dim": 2, "hidden": [], "out_dim": 2, "init": {"dist": "normal", "scale": 1.0}}
+    context = context_for(arch, dataset, {"dataset": {"builtin": "g"}, "loss": "zero_one", "target_error": 0.2}, seed=1)
+    target = target_space({"n_hypotheses": 300, "seed": 0}, context)
+    losses = context.artifacts["losses.target"]
+    assert np.any(losses == 0)
+    assert target.method == "empirical" and target.fitted_tail is None and target.tail_families is None
+    k = int(np.count_nonzero(losses <= 0.2))
+    assert target.n_below == k and target.bits == pytest.approx(-math.log2(k / 300))
+    assert target.ci95[0] <= target.bits <= target.ci95[1]
+    assert any("exactly 0" in w for w in target.warnings)

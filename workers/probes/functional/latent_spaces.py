@@ -14,6 +14,11 @@ A ``LatentSpace`` is ``(dim, loss_fn)``: ``loss_fn`` takes ``(B, dim)`` float64 
   ``LayerNorm`` gains 1 and shifts 0 (constants: no latent coordinates), ``Embedding`` ``N(0, 1)``.
   Other parameters under ``default`` (e.g. positional embeddings with their own rule) raise
   ``ValueError``. The losses of all B members come from one batched forward (``ensemble``).
+- ``trained_latent``: the ``trained`` space. A trained hypothesis is a deterministic function of
+  its initial parameters and its data order, so ``z = (init block, order block)``: the init block
+  as for ``init_latent``, and per epoch ``n_train`` normals whose argsort is the epoch's order (the
+  ranks of i.i.d. continuous draws are a uniformly random permutation, the law of ``randperm``).
+  ``dim = parameters + epochs * n_train``; each evaluation is a training run (batched over B).
 """
 
 from __future__ import annotations
@@ -30,8 +35,9 @@ from models.registry import AnySpec
 from workers.data.dataset import Dataset
 from workers.probes.functional import gp_kernel
 from workers.probes.functional.ensemble import Ensemble, build_members
-from workers.probes.functional.ensemble_training import ensemble_test_losses
+from workers.probes.functional.ensemble_training import ensemble_test_losses, train_members
 from workers.probes.functional.rare_event import LossFn
+from workers.runspec import TrainSpec
 
 
 class LatentSpace(NamedTuple):
@@ -124,3 +130,28 @@ def init_latent(
         return ensemble_test_losses(Ensemble(params, buffers, template.base), dataset, task_loss).cpu().numpy()
 
     return LatentSpace(sum(law.latent_size for law in laws), loss_fn)
+
+
+def trained_latent(
+    arch: AnySpec, dataset: Dataset, task_loss: str, train_spec: TrainSpec, device: torch.device | str | None = None
+) -> LatentSpace:
+    """The ``trained`` space: ``z`` -> test losses after training from the encoded init and data order."""
+    laws = parameter_laws(arch)
+    device = torch.device(device or "cpu")
+    template = build_members(arch, [0], device)
+    n_params, n_train = sum(law.latent_size for law in laws), dataset.X_train.shape[0]
+
+    def loss_fn(z: np.ndarray) -> np.ndarray:
+        latent = torch.as_tensor(z, dtype=torch.float64)
+        params = {k: v.to(device=device, dtype=torch.float32)
+                  for k, v in parameters_from_normals(laws, latent[:, :n_params]).items()}
+        buffers = {k: v.expand(len(z), *v.shape[1:]).clone() for k, v in template.buffers.items()}
+        order_block = latent[:, n_params:].reshape(len(z), train_spec.epochs, n_train)
+
+        def orders(epoch: int, n: int) -> torch.Tensor:
+            return torch.argsort(order_block[:, epoch], dim=1)
+
+        trained = train_members(Ensemble(params, buffers, template.base), dataset, train_spec, task_loss, orders)
+        return ensemble_test_losses(trained, dataset, task_loss).cpu().numpy()
+
+    return LatentSpace(n_params + train_spec.epochs * n_train, loss_fn)
