@@ -36,7 +36,7 @@ from workers.probes.functional.bits_estimate import empirical_estimate, estimate
 from workers.probes.functional.ensemble_training import default_chunk_size, sample_losses
 from workers.probes.functional.generalized_chi2 import log_cdf as generalized_chi2_log_cdf
 from workers.probes.functional.hypothesis_loss import test_losses
-from workers.probes.functional.latent_spaces import LatentSpace, init_latent, kernel_latent, parameter_laws
+from workers.probes.functional.latent_spaces import LatentSpace, init_latent, kernel_latent, parameter_laws, trained_latent
 from workers.probes.functional.rare_event import SplittingRun, combine_replicates, replicate_seed, subset_simulation
 from workers.probes.functional.tail_families import FamilyEstimate, data_depth, lognormal_estimate, span_interval
 from workers.probes.functional.bits_estimate import EXTRAPOLATION_THRESHOLD
@@ -102,8 +102,8 @@ class InductiveBiasParams(ProbeParams):
     sampler: Sampler = Field(default="init", description="init | trained | kernel")
     method: Method = Field(
         default="fitted_tail",
-        description="headline estimator: fitted_tail (fit to the samples), rare_event (subset simulation; "
-        "init and kernel samplers), exact (kernel sampler with mse only)",
+        description="headline estimator: fitted_tail (fit to the samples), rare_event (subset simulation on the "
+        "space's Gaussian latent variables), exact (kernel sampler with mse only)",
     )
     rare_event: RareEventParams = Field(default_factory=RareEventParams, description="settings of method rare_event")
     n_hypotheses: int = Field(default=1000, ge=30, le=1_000_000, description="hypotheses sampled per space")
@@ -270,10 +270,7 @@ class InductiveBias(Probe):
             if method == "exact" and (sampler != "kernel" or (task is not None and task.loss != "mse")):
                 errors.append({"loc": [*_LOC, "method"], "msg": f"exact needs the kernel sampler and the mse loss; "
                                f"space '{label}' has sampler {sampler!r} and loss {task.loss if task else None!r}"})
-            elif method == "rare_event" and sampler == "trained":
-                errors.append({"loc": [*_LOC, "method"], "msg": f"rare_event supports the init and kernel samplers; "
-                               f"space '{label}' is trained (each move would cost a training run: see docs/inductive_bias.md)"})
-            elif method == "rare_event" and sampler == "init":
+            elif method == "rare_event" and sampler in ("init", "trained"):
                 try:
                     parameter_laws(space_arch)
                 except ValueError as exc:
@@ -357,6 +354,10 @@ class InductiveBias(Probe):
     def _latent(self, context: ProbeContext, sampler: Sampler, arch: ArchSpec) -> LatentSpace:
         if sampler == "kernel":
             return kernel_latent(self._posterior(context, context.arch), self._test_targets(context.dataset), context.task.loss)
+        if sampler == "trained":
+            # Each evaluation is a (batched) training run from the encoded init and data order.
+            return trained_latent(arch, _reshaped_for(arch, context.dataset), context.task.loss,
+                                  self._train_spec(context.task), context.device)
         return init_latent(arch, _reshaped_for(arch, context.dataset), context.task.loss, context.device)
 
     def run_shard(self, context: ProbeContext, shard: dict) -> dict:

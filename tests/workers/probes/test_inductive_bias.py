@@ -279,7 +279,8 @@ def test_exact_method_headlines_the_kernel_law():
     ("params", "arch", "message"),
     [
         ({"method": "exact"}, LINEAR, "exact needs the kernel sampler"),
-        ({"method": "rare_event", "sampler": "trained"}, LINEAR, "rare_event supports the init and kernel"),
+        ({"method": "rare_event"}, {"name": "vit", "image_size": 8, "patch_size": 4, "in_channels": 1, "dim": 8,
+                                    "depth": 1, "heads": 2, "out_dim": 3}, "explicit init"),
         ({"method": "rare_event"}, {**LINEAR, "init": {"dist": "default"}, "hidden": [3], "layernorm": True}, None),
     ],
 )
@@ -347,3 +348,22 @@ def test_zero_losses_get_the_empirical_answer():
     assert target.n_below == k and target.bits == pytest.approx(-math.log2(k / 300))
     assert target.ci95[0] <= target.bits <= target.ci95[1]
     assert any("exactly 0" in w for w in target.warnings)
+
+
+def test_rare_event_on_the_trained_sampler_agrees_with_plain_sampling():
+    # A trained space has no exact answer: at about 4 bits, 3000 plain samples measure it directly
+    # (about 190 below epsilon: binomial standard error of the bits about 0.1).
+    dataset = load_builtin("teacher", {"in_dim": 4, "n_train": 32, "n_test": 64}, seed=0)
+    arch = {"name": "mlp", "in_dim": 4, "hidden": [8], "out_dim": dataset.y_test.shape[1],
+            "init": {"dist": "normal", "scale": 0.5}}
+    train = {"optimizer": "adam", "lr": 0.01, "epochs": 3, "batch_size": 16}
+    task = {"dataset": {"builtin": "teacher"}, "target_error": 1.0, "train": train}
+    probe = InductiveBias(InductiveBias.Params(sampler="trained", n_hypotheses=3000))
+    plain = np.asarray(probe.run_shard(context_for(arch, dataset, task), {"space": "target", "start": 0, "count": 3000,
+                                                                          "chunk_size": None})["losses"])
+    epsilon = float(np.quantile(plain, 1 / 16))
+    context = context_for(arch, dataset, {**task, "target_error": epsilon})
+    target = run_probe({"sampler": "trained", "n_hypotheses": 30, "method": "rare_event",
+                        "rare_event": {"chains": 200, "replicates": 6}}, context).spaces["target"]
+    plain_bits = -math.log2(np.mean(plain <= epsilon))
+    assert target.ci95[0] - 0.3 <= plain_bits <= target.ci95[1] + 0.3, (target.bits, target.ci95, plain_bits)

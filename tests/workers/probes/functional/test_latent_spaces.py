@@ -97,3 +97,17 @@ def test_init_latent_rare_event_on_a_linear_model_matches_the_exact_law():
     estimate = rare_event_bits(space.loss_fn, space.dim, epsilon, replicates=8, seed=0, n_chains=300)
     assert estimate.ci95[0] <= 20 <= estimate.ci95[1]
     assert math.isclose(estimate.bits, 20, rel_tol=0.05)
+
+
+def test_trained_latent_has_the_trained_samplers_law():
+    from workers.probes.functional.latent_spaces import trained_latent
+    from workers.runspec import TrainSpec
+
+    ds = small_task()
+    arch = parse_arch({"name": "mlp", "in_dim": 6, "out_dim": 3, "hidden": [8], "init": {"dist": "uniform", "scale": 0.5}})
+    spec = TrainSpec.model_validate({"optimizer": "adam", "lr": 0.01, "epochs": 2, "batch_size": 8})
+    space = trained_latent(arch, ds, "cross_entropy", spec)
+    assert space.dim == sum(p.numel() for p in build_model(arch, 0).parameters()) + 2 * 30
+    latent = space.loss_fn(np.random.default_rng(0).standard_normal((1500, space.dim)))
+    sampled = sample_losses(arch, ds, "cross_entropy", "trained", 1500, 0, train_spec=spec)
+    assert stats.ks_2samp(latent, sampled).pvalue > 1e-3
