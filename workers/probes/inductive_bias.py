@@ -89,6 +89,7 @@ class RareEventParams(ProbeParams):
     replicates: int = Field(default=8, ge=2, le=256, description="independent runs; ci95 from their spread")
     p0: float = Field(default=0.1, ge=0.01, le=0.5, description="conditional probability per level")
     target_acceptance: float = Field(default=0.3, ge=0.05, le=0.95, description="pCN acceptance the step size adapts to")
+    moves_per_state: int = Field(default=3, ge=1, le=100, description="pCN moves between recorded chain states")
 
     @model_validator(mode="after")
     def _whole_seed_count(self) -> "RareEventParams":
@@ -372,6 +373,7 @@ class InductiveBias(Probe):
             latent = self._latent(context, sampler, arch)
             run = subset_simulation(latent.loss_fn, latent.dim, self._epsilon(context), n_chains=settings.chains,
                                     p0=settings.p0, target_acceptance=settings.target_acceptance,
+                                    moves_per_state=settings.moves_per_state,
                                     seed=replicate_seed(seed, shard["replicate"]))
             return {"run": run.to_dict()}
         if sampler == "kernel":

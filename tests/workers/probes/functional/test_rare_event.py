@@ -143,9 +143,9 @@ def test_run_is_deterministic_and_counts_its_work():
     b = subset_simulation(squared_norm, 5, epsilon, seed=[1, 2], n_chains=200, p0=0.1, batch_size=7)
     assert a.to_dict() == b.to_dict()
     # Each level's seeds (the states at or below its threshold: 20, or more when rejected moves left
-    # tied copies at the quantile) start chains whose other states cost one evaluation each.
+    # tied copies at the quantile) start chains whose other states cost 3 moves (evaluations) each.
     seeds = [round(f * 200) for f in a.level_fractions[:-1]]
-    assert all(s >= 20 for s in seeds) and a.evaluations == 200 + sum(200 - s for s in seeds)
+    assert all(s >= 20 for s in seeds) and a.evaluations == 200 + 3 * sum(200 - s for s in seeds)
     assert all(x > y for x, y in zip(a.thresholds, a.thresholds[1:])) and a.thresholds[-1] > epsilon
     assert a.n_below >= 20 and a.min_loss <= epsilon
 
@@ -153,6 +153,8 @@ def test_run_is_deterministic_and_counts_its_work():
 def test_validation_and_stalls():
     with pytest.raises(ValueError, match="p0"):
         subset_simulation(squared_norm, 3, 0.1, n_chains=100, p0=0.015)
+    with pytest.raises(ValueError, match="moves_per_state"):
+        subset_simulation(squared_norm, 3, 0.1, n_chains=100, moves_per_state=0)
     with pytest.raises(ValueError, match="p0 must"):
         subset_simulation(squared_norm, 3, 0.1, p0=1.0)
     with pytest.raises(SplittingStalled, match="every loss equals"):
