@@ -13,7 +13,13 @@ the exact answer (generalised chi-squared law of the GP's test mse) is 40 and 10
 - throughput: hypotheses (loss evaluations) per second of both, timed in the same process, and
   their ratio (target: the chains within 2x of the plain sampler per evaluation).
 
-    python benchmarks/bench_rare_event.py [--chains 500] [--replicates 8] [--depths 40 100] [--threads 1]
+With ``--trained``, instead: the cost of ``rare_event`` on the ``trained`` sampler (each
+evaluation is a training run, batched over the chains) on a small case (teacher task, 4 inputs, 32
+training and 64 test points; MLP 4-16-1, normal(0.5) init; Adam lr 0.01, 5 epochs, batch 16):
+seconds per evaluation in the chains and in one batch of 2000, the plain trained sampler's seconds
+per hypothesis, and one rare_event estimate below the smallest of 2000 plain samples.
+
+    python benchmarks/bench_rare_event.py [--chains 500] [--replicates 8] [--depths 40 100] [--threads 1] [--trained]
 """
 
 from __future__ import annotations
@@ -75,6 +81,39 @@ def run_depth(posterior, labels, depth: float, args) -> dict:
     }
 
 
+def trained_cost(args) -> dict:
+    from models.specs import parse_arch
+    from workers.probes.functional.ensemble_training import sample_losses
+    from workers.probes.functional.latent_spaces import trained_latent
+    from workers.runspec import TrainSpec
+
+    dataset = load_builtin("teacher", {"in_dim": 4, "n_train": 32, "n_test": 64}, seed=0)
+    arch = parse_arch({"name": "mlp", "in_dim": 4, "hidden": [16], "out_dim": dataset.y_test.shape[1],
+                       "init": {"dist": "normal", "scale": 0.5}})
+    spec = TrainSpec.model_validate({"optimizer": "adam", "lr": 0.01, "epochs": 5, "batch_size": 16})
+    started = time.perf_counter()
+    plain = sample_losses(arch, dataset, "mse", "trained", 2000, args.seed, train_spec=spec)
+    plain_seconds = (time.perf_counter() - started) / 2000
+    space = trained_latent(arch, dataset, "mse", spec)
+    started = time.perf_counter()
+    space.loss_fn(np.random.default_rng(args.seed).standard_normal((2000, space.dim)))
+    batch_seconds = (time.perf_counter() - started) / 2000
+    epsilon = 0.9 * float(np.min(plain))
+    started = time.perf_counter()
+    estimate = rare_event_bits(space.loss_fn, space.dim, epsilon, replicates=args.replicates, seed=args.seed,
+                               n_chains=args.chains)
+    seconds = time.perf_counter() - started
+    row = {"plain_s_per_hypothesis": plain_seconds, "latent_batch_s_per_evaluation": batch_seconds,
+           "chain_s_per_evaluation": seconds / estimate.evaluations, "bits": estimate.bits, "ci95": estimate.ci95,
+           "evaluations": estimate.evaluations, "seconds": seconds, "latent_dim": space.dim}
+    print(f"trained sampler, latent dimension {space.dim}: plain sampler {1e3 * plain_seconds:.2f} ms/hypothesis; "
+          f"latent map {1e3 * batch_seconds:.2f} ms/evaluation in a batch of 2000, "
+          f"{1e3 * row['chain_s_per_evaluation']:.2f} ms in the chains\n"
+          f"  epsilon = 0.9 x the smallest of 2000 plain losses: rare_event {estimate.bits:.2f} "
+          f"[{estimate.ci95[0]:.2f}, {estimate.ci95[1]:.2f}] bits from {estimate.evaluations} training runs in {seconds:.0f} s")
+    return row
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--depths", type=float, nargs="+", default=[40.0, 100.0])
@@ -84,8 +123,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--n-classes", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--trained", action="store_true", help="measure the trained sampler's cost instead")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.trained:
+        return [trained_cost(args)]
     posterior, labels = digits_posterior(args.n_train, args.n_classes)
     print(f"digits kernel space: {posterior.n_test} test points x {posterior.out_dim} outputs "
           f"(latent dimension {posterior.n_test * posterior.out_dim}); {args.replicates} replicates x "

@@ -16,3 +16,11 @@ def test_rare_event_benchmark_spends_equal_evaluations(capsys):
     assert row["plain_bits_lower_bound"] <= row["exact_bits"]
     assert row["rare_event_ci95"][0] <= row["rare_event_bits"] <= row["rare_event_ci95"][1]
     assert "chains / plain" in capsys.readouterr().out
+
+
+def test_rare_event_benchmark_trained_cost(capsys):
+    bench = load("bench_rare_event")
+    (row,) = bench.main(["--trained", "--chains", "40", "--replicates", "2", "--threads", "1"])
+    assert row["evaluations"] > 40 and row["chain_s_per_evaluation"] > 0 and row["plain_s_per_hypothesis"] > 0
+    assert row["ci95"][0] <= row["bits"] <= row["ci95"][1]
+    assert "training runs" in capsys.readouterr().out
