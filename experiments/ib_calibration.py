@@ -66,6 +66,7 @@ class CalibrationConfig:
     samples: int = 300
     bootstrap: int = 200
     cases: tuple[str, ...] = ("linear", "kernel")
+    moves: int = DEFAULT_MOVES_PER_STATE
 
     @classmethod
     def quick(cls) -> "CalibrationConfig":
@@ -160,7 +161,7 @@ def run_calibration(config: CalibrationConfig) -> list[dict]:
                 exact = case.exact_bits(epsilon)
                 started = time.perf_counter()
                 estimate = rare_event_bits(case.latent.loss_fn, case.latent.dim, epsilon, replicates=config.replicates,
-                                           seed=seed, n_chains=config.chains)
+                                           seed=seed, n_chains=config.chains, moves_per_state=config.moves)
                 rows.append(_row(name, "rare_event", depth, exact, seed, estimate.bits, estimate.ci95,
                                  estimate.evaluations, time.perf_counter() - started))
                 bits, ci95, n_below, lower_bound = fitted_tail.headline(epsilon, config.bootstrap, seed)
@@ -210,7 +211,7 @@ def write_outputs(rows: list[dict], config: CalibrationConfig, out: Path) -> Pat
                      f"{s['lower_bounds']}/{s['n']} | {100 * s['median_rel_error']:+.1f}% | {s['median_evaluations']:.0f} "
                      f"| {s['median_seconds']:.2f} |")
     header = (f"Seeds: {config.seeds}; rare_event: {config.replicates} replicates x {config.chains} chains, p0 0.1, "
-              f"{DEFAULT_MOVES_PER_STATE} pCN moves per recorded state; "
+              f"{config.moves} pCN moves per recorded state; "
               f"fitted_tail: {config.samples} samples, {config.bootstrap} bootstrap refits.\n\n")
     path = out / "ib_calibration.md"
     path.write_text(header + "\n".join(lines) + "\n")
@@ -224,10 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=None)
     parser.add_argument("--depths", type=float, nargs="+", default=None)
     parser.add_argument("--cases", nargs="+", choices=sorted(CASES), default=None)
+    parser.add_argument("--moves", type=int, default=None, help="rare_event: pCN moves per recorded state")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1; 0 keeps torch's)")
     args = parser.parse_args(argv)
     config = CalibrationConfig.quick() if args.quick else CalibrationConfig()
     updates = {k: v for k, v in (("seeds", args.seeds), ("depths", tuple(args.depths) if args.depths else None),
+                                 ("moves", args.moves),
                                  ("cases", tuple(args.cases) if args.cases else None)) if v is not None}
     config = CalibrationConfig(**{**config.__dict__, **updates})
     before = torch.get_num_threads()
