@@ -32,8 +32,20 @@ def _spec(probe: str, family: str, seed: int) -> RunSpec:
     return RunSpec.model_validate({"model": {"arch": TINY_ARCHS[family]}, "task": task, "probes": {probe: {}}, "seed": seed})
 
 
-@pytest.mark.parametrize("family", sorted(TINY_ARCHS))
-@pytest.mark.parametrize("probe", PROBE_NAMES)
+# Default params on these pairings take 4-9 s with one thread (--durations): the full suite runs
+# them, the fast loop (-m "not slow") leaves them out.
+SLOW_PAIRINGS = {("inductive_bias", "mlp"), ("simplicity", "cnn"), ("simplicity", "vit")}
+
+
+@pytest.mark.parametrize(
+    "probe, family",
+    [
+        pytest.param(probe, family, id=f"{probe}-{family}",
+                     marks=[pytest.mark.slow] if (probe, family) in SLOW_PAIRINGS else [])
+        for probe in PROBE_NAMES
+        for family in sorted(TINY_ARCHS)
+    ],
+)
 def test_default_params_run_and_are_deterministic(probe, family):
     if PROBES[probe].requires_task and family != "mlp":
         pytest.skip("task-based probes are exercised on the MLP/gaussian_clusters pairing here")
@@ -51,7 +63,11 @@ def test_default_params_run_and_are_deterministic(probe, family):
     assert run(4) != first
 
 
-@pytest.mark.parametrize("probe", PROBE_NAMES)
+@pytest.mark.parametrize(
+    "probe",
+    # inductive_bias trains its default 1000 hypotheses here: 3.5 s with one thread.
+    [pytest.param(p, marks=[pytest.mark.slow] if p == "inductive_bias" else []) for p in PROBE_NAMES],
+)
 def test_probe_leaves_the_model_untouched(probe):
     arch = parse_arch(TINY_ARCHS["mlp"])
     model = build_model(arch, seed=0)
@@ -93,3 +109,12 @@ def test_metrics_come_from_declared_definitions(probe):
             low, high = metric.ci95
             assert (low is None or low <= metric.value * (1 + 1e-12) + 1e-300) and (high is None or metric.value <= high * (1 + 1e-12) + 1e-300)
     assert len({metric.key for metric in report.metrics}) == len(report.metrics), "duplicate metric keys"
+
+
+def test_docs_list_every_metric_key():
+    from pathlib import Path
+
+    docs = (Path(__file__).parents[3] / "docs" / "metrics.md").read_text()
+    for name, probe in PROBES.items():
+        for definition in probe.metric_definitions:
+            assert f"`{definition.key}`" in docs, f"docs/metrics.md does not list {definition.key}"
