@@ -4,6 +4,10 @@ import math
 
 from tests.benchmarks.test_benchmarks import load
 
+import pytest
+
+pytestmark = pytest.mark.slow  # the rare-event benchmark at toy size: about 10-30 s with one thread
+
 
 def test_rare_event_benchmark_spends_equal_evaluations(capsys):
     bench = load("bench_rare_event")

@@ -11,6 +11,8 @@ from experiments.ib_calibration import CASES, CalibrationConfig, FittedTail, mai
 from workers.probes.functional.bits_estimate import estimate_bits
 from workers.probes.functional.generalized_chi2 import log_cdf
 
+pytestmark = pytest.mark.slow  # the calibration at toy size and its cases: about 20 s together with one thread
+
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_case_epsilon_hits_the_depth_and_the_law_matches_the_sampler(name):

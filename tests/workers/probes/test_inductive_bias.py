@@ -235,6 +235,7 @@ def test_dataset_checks_trained_without_train_split_and_kernel_too_large():
 RARE = {"chains": 200, "replicates": 8}
 
 
+@pytest.mark.slow  # subset simulation with 8 replicates (or 3000 trained samples): 10-60 s under load
 def test_rare_event_measures_a_deep_tail_that_no_sample_reaches():
     dataset, exact = linear_task()
     epsilon = exact["scale"] * stats.ncx2.ppf(2.0**-30, exact["df"], exact["nc"])
@@ -254,6 +255,7 @@ def test_rare_event_measures_a_deep_tail_that_no_sample_reaches():
     assert again.spaces["target"].bits == target.bits
 
 
+@pytest.mark.slow  # subset simulation with 8 replicates (or 3000 trained samples): 10-60 s under load
 def test_rare_event_relative_bias_between_two_init_scales():
     dataset, exact = linear_task()
     epsilon = exact["scale"] * stats.ncx2.ppf(2.0**-12, exact["df"], exact["nc"])
@@ -307,6 +309,7 @@ def test_rare_event_settings_need_a_whole_number_of_seeds():
 # --- fitted_tail: model error, depth of the data, lower bounds, zero losses ---------------------
 
 
+@pytest.mark.slow  # measured 9.5 s under load average ~14 (--durations)
 def test_no_sample_below_epsilon_headlines_the_clopper_pearson_bound():
     dataset, exact = linear_task()
     epsilon = exact["scale"] * stats.ncx2.ppf(2.0**-30, exact["df"], exact["nc"])
@@ -325,6 +328,7 @@ def test_no_sample_below_epsilon_headlines_the_clopper_pearson_bound():
     assert f"bits >= {target.bits:.3g}" in note and "lognormal" in note and "rare_event" in note
 
 
+@pytest.mark.slow  # measured 7.5 s under load average ~14 (--durations)
 def test_interval_spans_the_tail_families():
     dataset, exact = linear_task()
     epsilon = exact["scale"] * stats.ncx2.ppf(0.02, exact["df"], exact["nc"])
@@ -354,6 +358,7 @@ def test_zero_losses_get_the_empirical_answer():
     assert any("exactly 0" in w for w in target.warnings)
 
 
+@pytest.mark.slow  # subset simulation with 8 replicates (or 3000 trained samples): 10-60 s under load
 def test_rare_event_on_the_trained_sampler_agrees_with_plain_sampling():
     # A trained space has no exact answer: at about 4 bits, 3000 plain samples measure it directly
     # (about 190 below epsilon: binomial standard error of the bits about 0.1).

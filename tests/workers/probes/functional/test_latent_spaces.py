@@ -38,6 +38,7 @@ def test_kernel_latent_is_the_samplers_map():
     np.testing.assert_allclose(space.loss_fn(z), expected, rtol=1e-12)
 
 
+@pytest.mark.slow  # measured 14.3 s under load average ~14 (--durations)
 def test_kernel_latent_rare_event_matches_the_exact_law():
     ds = small_task(n_test=30)
     posterior = gp_kernel.gp_posterior(ds.X_train.numpy(), gp_kernel.one_hot(ds.y_train.numpy(), 3), ds.X_test.numpy())
@@ -53,6 +54,7 @@ def test_kernel_latent_rare_event_matches_the_exact_law():
 
 
 @pytest.mark.parametrize("dist", ["normal", "uniform"])
+@pytest.mark.slow  # measured 9.6-11.7 s under load average ~14 (--durations)
 def test_init_latent_has_the_init_samplers_law(dist):
     ds = small_task()
     arch = parse_arch({"name": "mlp", "in_dim": 6, "out_dim": 3, "hidden": [8], "init": {"dist": dist, "scale": 0.5}})
@@ -88,6 +90,7 @@ def test_default_init_without_a_known_law_is_refused():
         parameter_laws(arch)
 
 
+@pytest.mark.slow  # measured 6.9 s under load average ~14 (--durations)
 def test_init_latent_rare_event_on_a_linear_model_matches_the_exact_law():
     ds = small_task()
     arch = parse_arch({"name": "mlp", "in_dim": 6, "out_dim": 3, "hidden": [], "init": {"dist": "normal", "scale": 0.3}})
@@ -99,6 +102,7 @@ def test_init_latent_rare_event_on_a_linear_model_matches_the_exact_law():
     assert math.isclose(estimate.bits, 20, rel_tol=0.05)
 
 
+@pytest.mark.slow  # measured 15.5 s under load average ~14 (--durations)
 def test_trained_latent_has_the_trained_samplers_law():
     from workers.probes.functional.latent_spaces import trained_latent
     from workers.runspec import TrainSpec
