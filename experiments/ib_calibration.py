@@ -1,4 +1,4 @@
-"""Calibration of the inductive-bias estimators against exact answers (issue 13, METHODS.md §1).
+"""Calibration of the inductive-bias estimators against exact answers (issue 13, docs/methods.md §1).
 
 For cases whose law of the test loss is known exactly, pick epsilon so that the exact answer is
 ``b`` bits for each target depth ``b``, run every estimator over seeds, and count how often its

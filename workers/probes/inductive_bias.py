@@ -45,7 +45,7 @@ from workers.probes.functional.bits_estimate import EXTRAPOLATION_THRESHOLD
 from workers.runspec import TaskSpec, TrainSpec
 
 Sampler = Literal["init", "trained", "kernel"]
-# Which estimator gives the headline ``bits``/``ci95`` (METHODS.md §1): the fitted non-central
+# Which estimator gives the headline ``bits``/``ci95`` (docs/methods.md §1): the fitted non-central
 # chi-squared tail, subset simulation on the space's Gaussian latent variables, or the exact law.
 Method = Literal["fitted_tail", "rare_event", "exact"]
 # A space's headline may also be ``empirical``: losses exactly 0 (zero_one on small test sets) fit no
@@ -214,7 +214,7 @@ class InductiveBias(Probe):
     (difference of the two spaces' independent bootstrap replicates). The full loss samples are
     artifacts ``losses.<label>``; timing is split into ``sampling_s`` and ``estimation_s``.
 
-    ``method`` picks the headline ``bits``/``ci95`` of every space (METHODS.md §1): ``fitted_tail``
+    ``method`` picks the headline ``bits``/``ci95`` of every space (docs/methods.md §1): ``fitted_tail``
     (default) reports the non-central chi-squared fit with an interval spanning both tail families'
     bootstrap intervals (``tail_families``), and, when no sampled loss reaches epsilon, the
     Clopper-Pearson lower bound instead (``bits_is_lower_bound``; the extrapolation stays under

@@ -1,6 +1,6 @@
 """Rare-event estimate of ``P(loss(z) <= epsilon)`` for standard-normal ``z``: subset simulation.
 
-Idea (METHODS.md §1, "Measuring the tail instead"; Au & Beck, "Estimation of small failure
+Idea (docs/methods.md §1, "Measuring the tail"; Au & Beck, "Estimation of small failure
 probabilities in high dimensions by subset simulation", Probabilistic Engineering Mechanics 2001;
 Cotter et al., "MCMC methods for functions", Statistical Science 2013): when a hypothesis is a
 deterministic function of a standard-normal vector ``z`` (a GP posterior draw ``mean + L z``;

@@ -1,5 +1,5 @@
 """The fitted tail's model error: a second tail family, the interval spanning both, and the depth
-of the data (METHODS.md §1, "The fitted tail is a model, and its error must show").
+of the data (docs/methods.md §1, "Estimator").
 
 Why: measured against exact answers, the scaled non-central chi-squared fit is biased low beyond
 the sampled losses while its bootstrap interval shrinks with S (issue 13). The bootstrap carries
