@@ -494,7 +494,7 @@ class InductiveBias(Probe):
 
     metric_definitions = (
         MetricDefinition(key="inductive_bias.bits", unit="bits", better="lower", scope=None,
-                         description="-log2 P(test loss <= epsilon) of the run's own space (headline estimate, with its ci95)"),
+                         description="-log2 P(test loss <= epsilon) of the run's own space, by the result's method (fitted_tail, rare_event, exact); a Clopper-Pearson lower bound when no sampled loss reaches epsilon (bits_is_lower_bound)"),
         MetricDefinition(key="inductive_bias.empirical_bits", unit="bits", better="lower", scope=None,
                          description="the same from the share of sampled losses below epsilon (Clopper-Pearson interval; only a lower bound when none is)"),
         MetricDefinition(key="inductive_bias.fraction_below_target", unit="fraction", better="higher", scope=None,
