@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -46,20 +45,27 @@ def serve(host: str, port: int, reload: bool) -> None:
 
 @main.command()
 @click.option("--queues", default="cpu,gpu", show_default=True, help="Comma-separated queues to consume.")
-@click.option("--concurrency", default=1, show_default=True, type=int, help="Runs executed at once.")
+@click.option("--concurrency", default=1, show_default=True, type=int, help="Jobs executed at once.")
 @click.option("--pool", default="prefork", show_default=True, type=click.Choice(["prefork", "solo", "threads"]))
+@click.option("--hostname", default=None, help="Node name, e.g. gpu0@%h (default: celery@%h); must differ per worker on a host.")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(queues: str, concurrency: int, pool: str, loglevel: str) -> None:
-    """Run a Celery worker that executes queued runs (needs PRIORPROBE_BROKER_URL)."""
+def worker(queues: str, concurrency: int, pool: str, hostname: str | None, loglevel: str) -> None:
+    """Run a Celery worker that executes every kind of job (needs PRIORPROBE_BROKER_URL)."""
     from app.config import get_settings
 
-    if get_settings().embedded:
+    settings = get_settings()
+    if settings.embedded:
         raise click.UsageError("set PRIORPROBE_BROKER_URL (e.g. redis://127.0.0.1:6379/0) and PRIORPROBE_DATABASE_URL")
-    from workers.celery_app import celery_app
+    # torch.optim imports torch._dynamo on the first optimizer it builds: 2-5 s here. Importing it
+    # in the parent once means every pool child (recycled every max_tasks_per_child jobs) inherits it.
+    import torch._dynamo  # noqa: F401
 
-    celery_app.worker_main(
-        ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
-    )
+    from app.jobs.celery_app import create_celery
+
+    argv = ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    create_celery(settings).worker_main(argv)
 
 
 def _npy_file_sink(out_path: Path):
@@ -97,8 +103,10 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
 
     from tqdm import tqdm
 
-    from app.report_table import format_table, summary_rows
+    from app.report_table import format_summary
+    from workers.preflight import preflight
     from workers.runner import execute_run, load_task_dataset, pick_device
+
     base_dir = spec_path.parent
     weights_path = None
     if spec.model.weights is not None:
@@ -106,6 +114,12 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
         weights_path = weights_path if weights_path.is_absolute() else base_dir / weights_path
         if not weights_path.is_file():
             _fail_on_input_error(InputError.at(["model", "weights"], f"no such file: {weights_path}"))
+    try:
+        dataset = load_task_dataset(spec, base_dir=base_dir)
+        # What the API refuses with a 422, refused here before any probe starts (the same function).
+        preflight(spec, None if dataset is None else dataset.describe())
+    except InputError as exc:
+        _fail_on_input_error(exc)
     with tqdm(total=100, desc="run", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}") as bar:
 
         def progress(fraction: float, message: str) -> None:
@@ -114,7 +128,6 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
             bar.refresh()
 
         try:
-            dataset = load_task_dataset(spec, base_dir=base_dir)
             report = execute_run(
                 spec, weights_path=weights_path, dataset=dataset, progress=progress, device=pick_device(device),
                 artifact_sink=_npy_file_sink(out_path) if out_path is not None else None,
@@ -122,13 +135,13 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
         except InputError as exc:
             bar.close()
             _fail_on_input_error(exc)
-    text = json.dumps(report, indent=2)
+    text = report.model_dump_json(indent=2)
     if out_path is not None:
         out_path.write_text(text)
         click.echo(f"report written to {out_path}")
     else:
         click.echo(text)
-    click.echo(format_table(summary_rows(spec_path.stem, report)))
+    click.echo(format_summary({spec_path.stem: report}))
 
 
 @main.group()

@@ -15,13 +15,14 @@ from pathlib import Path
 import click
 from tqdm import tqdm
 
-from app.report_table import format_table, summary_rows
+from app.report_table import format_summary
 from models.loading import save_safetensors
 from models.registry import build_model
 from models.specs import parse_arch
 from workers.data.builtin import load_builtin
 from workers.data.files import save_dataset_npz
 from workers.probes.registry import PROBES
+from workers.report import Report
 from workers.runner import execute_run, load_task_dataset
 from workers.runspec import RunSpec, TrainSpec
 from workers.training import train_model
@@ -99,7 +100,7 @@ def prepare_examples(work_dir: Path) -> dict[str, Path]:
     return files
 
 
-def _run_locally(files: dict[str, Path]) -> dict[str, dict]:
+def _run_locally(files: dict[str, Path]) -> dict[str, Report]:
     reports = {}
     for example in EXAMPLES:
         spec = RunSpec.model_validate(
@@ -122,7 +123,7 @@ def _check(response, expected: int) -> dict:
     return response.json()
 
 
-def _run_through_service(files: dict[str, Path], data_dir: Path) -> dict[str, dict]:
+def _run_through_service(files: dict[str, Path], data_dir: Path) -> dict[str, Report]:
     from fastapi.testclient import TestClient
 
     from app.config import Settings
@@ -161,17 +162,16 @@ def _run_through_service(files: dict[str, Path], data_dir: Path) -> dict[str, di
                     time.sleep(0.1)
             if run["status"] == "failed":
                 raise click.ClickException(f"run {run_id} ({label}) failed: {run['error']}")
-            reports[label] = _check(client.get(f"/api/v1/runs/{run_id}/report"), 200)
+            reports[label] = Report.model_validate(_check(client.get(f"/api/v1/runs/{run_id}/report"), 200))
     return reports
 
 
-def run_demo(data_dir: Path, through_service: bool = True) -> dict[str, dict]:
+def run_demo(data_dir: Path, through_service: bool = True) -> dict[str, Report]:
     started = time.perf_counter()
     files = prepare_examples(data_dir / "inputs")
     reports = _run_through_service(files, data_dir) if through_service else _run_locally(files)
-    rows = [row for label, report in reports.items() for row in summary_rows(label, report)]
-    click.echo(format_table(rows))
+    click.echo(format_summary(reports))
     reports_path = data_dir / "reports.json"
-    reports_path.write_text(json.dumps(reports, indent=2))
+    reports_path.write_text(json.dumps({label: report.model_dump(mode="json") for label, report in reports.items()}, indent=2))
     click.echo(f"\n{len(reports)} reports ({', '.join(PROBES)}) in {time.perf_counter() - started:.1f} s; full JSON: {reports_path}")
     return reports

@@ -210,30 +210,31 @@ def _probe_run(arch: dict, dataset_ref: dict, dataset: Dataset, epsilon: float, 
 
     def keep(key: str, array: np.ndarray) -> dict:
         losses[key.removeprefix("inductive_bias.losses.")] = np.asarray(array)
-        return {"stored": "in memory"}
+        return {"stored": False}  # kept in this process only
 
     # CPU on purpose: the published numbers are CPU numbers, and losses differ in the last bits between devices.
     report = execute_run(spec, weights_path=None, dataset=dataset, device=torch.device("cpu"), artifact_sink=keep)
-    return report["probes"]["inductive_bias"], losses
+    return report.model_dump(mode="json")["probes"]["inductive_bias"], losses
 
 
 def _collect(result: ExperimentResult, experiment: str, task: str, in_dim: int, probe: dict,
              losses: dict[str, np.ndarray], labels: dict[str, str], parameters: dict[str, int | None],
              baseline: float, fraction: float) -> None:  # fmt: skip
     """Turn one probe result into rows; ``labels`` renames the probe's space labels."""
-    for space in [probe, *probe["compared"]]:
-        name = labels[space["label"]]
+    for label, space in probe["spaces"].items():
+        name = labels[label]
         result.spaces.append(SpaceRow(
             experiment=experiment, task=task, in_dim=in_dim, label=name, sampler=space["sampler"],
             parameters=parameters[name], baseline=baseline, epsilon_fraction=fraction,
             epsilon=space["target_error"], bits=space["bits"], ci_low=space["ci95"][0], ci_high=space["ci95"][1],
             n_below=space["n_below"], n_hypotheses=space["n_hypotheses"], extrapolated=space["extrapolated"],
-            exact_bits=space.get("exact_bits"), median_loss_ratio=float(np.nanmedian(losses[space["label"]]) / baseline),
+            exact_bits=space.get("exact_bits"), median_loss_ratio=float(np.nanmedian(losses[label]) / baseline),
             ks_pvalue=space["fit"]["ks_pvalue"],
         ))  # fmt: skip
-    for pair in probe["relative_bias"]:
-        result.relative.append(RelativeRow(experiment, task, in_dim, labels[pair["a"]], labels[pair["b"]],
-                                           pair["bits_difference"], pair["ci95"][0], pair["ci95"][1]))  # fmt: skip
+    for a, row in probe["relative"].items():
+        for b, pair in row.items():
+            result.relative.append(RelativeRow(experiment, task, in_dim, labels[a], labels[b],
+                                               pair["bits_difference"], pair["ci95"][0], pair["ci95"][1]))  # fmt: skip
 
 
 def _mlp(in_dim: int, hidden: Sequence[int], out_dim: int) -> dict:
@@ -258,7 +259,7 @@ def run_dimension_sweep(config: ExperimentConfig, result: ExperimentResult, log:
         probe, losses = _probe_run(arch, {"builtin": "teacher", **params}, dataset, epsilon, config.teacher_train,
                                    [{"label": "kernel", "sampler": "kernel"}], config)  # fmt: skip
         _collect(result, "dimension", f"teacher d={in_dim}", in_dim, probe, losses,
-                 {"model": student, "kernel": "kernel"}, {student: _parameters(arch), "kernel": None},
+                 {"target": student, "kernel": "kernel"}, {student: _parameters(arch), "kernel": None},
                  baseline, config.teacher_epsilon_fraction)  # fmt: skip
         result.seconds[f"dimension d={in_dim}"] = time.perf_counter() - started
         if log is not None:
@@ -284,7 +285,7 @@ def run_digits(config: ExperimentConfig, result: ExperimentResult, log: Log | No
     cnn_label = config.cnn_label
     mlps = {f"mlp-{width}": _mlp(64, [width], out_dim) for width in config.mlp_widths}
     compare = [{"label": label, "arch": arch} for label, arch in mlps.items()] + [{"label": "kernel", "sampler": "kernel"}]
-    labels = {"model": cnn_label, "kernel": "kernel", **{label: label for label in mlps}}
+    labels = {"target": cnn_label, "kernel": "kernel", **{label: label for label in mlps}}
     parameters = {cnn_label: _parameters(cnn), "kernel": None, **{label: _parameters(a) for label, a in mlps.items()}}
     for epochs, experiment in zip(config.digits_epochs, digits_experiments(config)):
         started = time.perf_counter()

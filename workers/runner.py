@@ -24,9 +24,8 @@ from workers.data.files import load_dataset_file
 from models.errors import InputError
 from workers.probes.base import LocalShardExecutor, ProbeContext, ProgressFn, ShardExecutor
 from workers.probes.registry import instantiate_probes
+from workers.report import REPORT_FORMAT_VERSION, Artifact, Environment, ProbeTiming, Report, probe_metrics, probe_warnings
 from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef
-
-REPORT_FORMAT_VERSION = 1
 # Stores one named array and returns its JSON descriptor (where to fetch it, its digest).
 ArtifactSink = Callable[[str, np.ndarray], dict[str, Any]]
 
@@ -71,7 +70,7 @@ def load_task_dataset(
     return load_dataset_file(path, name=path.name)
 
 
-def environment_info(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+def environment_info(device: torch.device, dtype: torch.dtype) -> Environment:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -91,7 +90,7 @@ def environment_info(device: torch.device, dtype: torch.dtype) -> dict[str, Any]
     if device.type == "cuda":
         info["cuda"] = torch.version.cuda
         info["gpu"] = torch.cuda.get_device_name(device)
-    return info
+    return Environment(**info)
 
 
 @dataclass
@@ -167,8 +166,8 @@ def execute_run(
     run_info: dict[str, Any] | None = None,
     shards: ShardExecutor | None = None,
     artifact_sink: ArtifactSink | None = None,
-) -> dict[str, Any]:
-    """Run every probe in ``spec`` and return the report as a JSON-ready dict.
+) -> Report:
+    """Run every probe in ``spec`` and return the typed report.
 
     Args:
         spec: a validated run spec whose ``model.arch`` is set.
@@ -178,14 +177,14 @@ def execute_run(
         dataset: the task's dataset, already loaded (see ``load_task_dataset``), or None.
         progress: called with (fraction of the whole run, message).
         device: where probes run; defaults to ``pick_device("auto")``.
-        run_info: extra keys for ``report["run"]`` (ids, names).
+        run_info: extra fields of ``report.run`` (``id``, ``model_id``, ``model_name``).
         shards: how probes that split their work run the pieces (default: in this process).
         artifact_sink: stores each array a probe set aside (``context.artifacts``) and returns
-            its JSON descriptor; without one, descriptors say the array was not kept.
+            the location fields of its descriptor (``stored``, ``sha256``/``url`` or ``path``);
+            without one, descriptors say the array was not kept.
 
     Returns:
-        ``{"run": ..., "probes": {name: result}, "timing": {name: seconds or {part: seconds}},
-        "environment": ..., "artifacts": {"<probe>.<name>": descriptor}}``.
+        ``Report`` (``workers/report.py``); ``report.model_dump(mode="json")`` is the JSON document.
 
     Raises:
         InputError for problems with the user's input; anything else is a probe failure.
@@ -197,36 +196,40 @@ def execute_run(
     prepared = prepare_model(spec, weights_path=weights_path, weights_format=weights_format, device=device)
     splitter = ProgressSplitter(progress or (lambda fraction, message: None), n_probes=len(probes))
     results: dict[str, Any] = {}
-    timing: dict[str, Any] = {}
-    artifacts: dict[str, Any] = {}
+    metrics, warnings = [], []
+    timing: dict[str, ProbeTiming] = {}
+    artifacts: dict[str, Artifact] = {}
     for index, (name, probe) in enumerate(probes.items()):
         splitter.index, splitter.name = index, name
         splitter(0.0, "starting")
         context = probe_context(spec, prepared, dataset, progress=splitter, shards=shards)
         started = time.perf_counter()
         result = probe.run(context)
-        results[name] = result.model_dump(mode="json")
-        total = round(time.perf_counter() - started, 6)
-        timing[name] = {**{k: round(v, 6) for k, v in context.timing.items()}, "total_s": total} if context.timing else total
+        total = time.perf_counter() - started
+        results[name] = result
+        metrics.extend(probe_metrics(name, result))
+        warnings.extend(probe_warnings(name, result))
+        timing[name] = ProbeTiming(total_s=round(total, 6), phases={k: round(v, 6) for k, v in context.timing.items()})
         for artifact_name, array in context.artifacts.items():
             key = f"{name}.{artifact_name}"
-            described = {"shape": list(array.shape), "dtype": str(array.dtype)}
-            artifacts[key] = {**described, **(artifact_sink(key, array) if artifact_sink else {"stored": False})}
+            location = artifact_sink(key, array) if artifact_sink else {"stored": False}
+            artifacts[key] = Artifact(shape=list(array.shape), dtype=str(array.dtype), **location)
         splitter(1.0, "done")
 
-    run_block: dict[str, Any] = {
-        "spec": spec.model_dump(mode="json"),
-        "seed": spec.seed,
-        "weights": "uploaded" if weights_path is not None else "random_init",
-        "parameter_count": count_parameters(prepared.model),
-        "dataset": dataset.describe() if dataset is not None else None,
-        "probe_versions": {name: probe.version for name, probe in probes.items()},
-    }
-    run_block.update(run_info or {})
-    return {
-        "run": run_block,
-        "probes": results,
-        "timing": timing,
-        "environment": environment_info(device, torch.float32),
-        "artifacts": artifacts,
-    }
+    return Report(
+        run={
+            "spec": spec,
+            "seed": spec.seed,
+            "weights": "uploaded" if weights_path is not None else "random_init",
+            "parameter_count": count_parameters(prepared.model),
+            "dataset": dataset.describe() if dataset is not None else None,
+            "probe_versions": {name: probe.version for name, probe in probes.items()},
+            **(run_info or {}),
+        },
+        probes=results,
+        metrics=metrics,
+        warnings=warnings,
+        timing=timing,
+        environment=environment_info(device, torch.float32),
+        artifacts=artifacts,
+    )

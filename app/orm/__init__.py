@@ -5,6 +5,7 @@ from app.orm.dataset_record import DatasetRecord
 from app.orm.model_record import ModelRecord
 from app.orm.report import Report
 from app.orm.run import Run, RunStatus
+from app.orm.run_metric import RunMetric
 from app.orm.run_shard import RunShard
 
-__all__ = ["Base", "DatasetRecord", "ModelRecord", "Report", "Run", "RunShard", "RunStatus"]
+__all__ = ["Base", "DatasetRecord", "ModelRecord", "Report", "Run", "RunMetric", "RunShard", "RunStatus"]

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+from workers.probes.metrics import MetricDefinition
 
 
 class ProbeInfo(BaseModel):
@@ -11,6 +13,7 @@ class ProbeInfo(BaseModel):
     requires_task: bool
     params_schema: dict
     result_schema: dict
+    metrics: list[MetricDefinition] = Field(description="the metric keys this probe reports and what each means")
 
 
 class ProbeList(BaseModel):

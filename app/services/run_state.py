@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, insert, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
-from app.orm import Report, Run, RunStatus
+from app.orm import Report, Run, RunMetric, RunStatus
 from app.orm.base import utcnow
+from app.services.run_metrics import metric_rows
+from workers.report import Report as ReportDocument
 
 _MAX_ERROR_CHARS = 4000
 
@@ -50,13 +52,16 @@ def record_progress(factory: sessionmaker[Session], run_id: str, fraction: float
         )
 
 
-def heartbeat(factory: sessionmaker[Session], run_id: str) -> None:
+def heartbeat(factory: sessionmaker[Session], run_id: str) -> bool:
+    """Refresh a running run's heartbeat; False when the run is no longer running."""
     with session_scope(factory) as session:
-        session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.running).values(heartbeat_at=utcnow()))
+        result = session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.running).values(heartbeat_at=utcnow()))
+        return result.rowcount == 1
 
 
-def record_success(factory: sessionmaker[Session], run_id: str, report: dict) -> bool:
-    """Store the report and mark the run succeeded in one transaction (both or neither)."""
+def record_success(factory: sessionmaker[Session], run_id: str, report: ReportDocument) -> bool:
+    """Store the report and its metric rows and mark the run succeeded, in one transaction (all or none)."""
+    document = report.model_dump(mode="json")
     with session_scope(factory) as session:
         result = session.execute(
             update(Run)
@@ -65,7 +70,7 @@ def record_success(factory: sessionmaker[Session], run_id: str, report: dict) ->
                 status=RunStatus.succeeded,
                 progress=1.0,
                 progress_message="done",
-                timing=report.get("timing"),
+                timing=document["timing"],
                 finished_at=utcnow(),
                 error=None,
             )
@@ -73,7 +78,10 @@ def record_success(factory: sessionmaker[Session], run_id: str, report: dict) ->
         if result.rowcount != 1:
             session.rollback()
             return False
-        session.merge(Report(run_id=run_id, body=report))
+        session.merge(Report(run_id=run_id, body=document))
+        rows = metric_rows(run_id, report.metrics)
+        if rows:
+            session.execute(insert(RunMetric), rows)
         return True
 
 

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from app.cli import main
@@ -28,7 +29,11 @@ def test_run_writes_a_report_with_paths_relative_to_the_spec(tmp_path):
     assert report["run"]["weights"] == "uploaded"
     assert report["run"]["dataset"]["task_type"] == "classification"
     assert len(report["probes"]["weight_spectrum"]["layers"]) == 3
-    assert "stable_rank (mean over layers)" in result.output
+    # The table prints the report's metrics by key, with intervals for the random-init spreads.
+    table = result.output[result.output.index("metric"):]
+    for metric in report["metrics"]:
+        assert metric["key"] in table
+    assert "weight_spectrum.stable_rank" in table and "weight_spectrum.init.stable_rank" in table
 
 
 def test_run_reports_spec_errors_by_field(tmp_path):
@@ -69,6 +74,7 @@ def test_help_and_spec_errors_answer_without_importing_torch(tmp_path):
         assert f"EXIT {code} TORCH False" in out.stdout, out.stdout + out.stderr
 
 
+@pytest.mark.slow  # the whole demo: minutes
 def test_demo_runs_every_probe_through_the_embedded_service(tmp_path):
     result = CliRunner().invoke(main, ["demo", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -79,7 +85,10 @@ def test_demo_runs_every_probe_through_the_embedded_service(tmp_path):
     assert reports["mlp-trained"]["run"]["weights"] == "uploaded"
     assert reports["vit-init"]["run"]["weights"] == "random_init"
     assert (tmp_path / "priorprobe.db").is_file()  # it really went through the embedded service
-    assert "alpha (mean over layers)" in result.output
+    assert "weight_spectrum.alpha_mean" in result.output and "inductive_bias.bits" in result.output
+    for report in reports.values():
+        for warning in report["warnings"]:  # warnings are printed in full, not counted
+            assert warning["message"] in result.output
 
 
 def test_db_upgrade_on_the_embedded_sqlite_file(tmp_path, monkeypatch):
@@ -90,7 +99,7 @@ def test_db_upgrade_on_the_embedded_sqlite_file(tmp_path, monkeypatch):
     import sqlalchemy as sa
 
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'fresh' / 'priorprobe.db'}")
-    assert {"models", "datasets", "runs", "reports"} <= set(sa.inspect(engine).get_table_names())
+    assert {"models", "datasets", "runs", "reports", "run_metrics"} <= set(sa.inspect(engine).get_table_names())
     engine.dispose()
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from models.specs import ArchSpec
+    from workers.probes.metrics import Metric, MetricDefinition
     from workers.data.dataset import Dataset
     from workers.runspec import TaskSpec
 
@@ -87,7 +88,8 @@ class Probe(ABC):
     """One measurement of a hypothesis space or of one member of it.
 
     Subclasses set the class attributes, a nested ``Params`` (defaults and bounds; served as JSON
-    schema by ``GET /api/v1/probes``) and ``Result``, and implement ``run``.
+    schema by ``GET /api/v1/probes``), ``Result`` and ``metric_definitions``, and implement ``run``
+    and ``metrics``.
     """
 
     name: ClassVar[str]
@@ -101,6 +103,8 @@ class Probe(ABC):
     supported_input_kinds: ClassVar[frozenset[str]] = frozenset({"tabular", "image", "tokens", "sequence"})
     Params: ClassVar[type[ProbeParams]] = ProbeParams
     Result: ClassVar[type[BaseModel]]
+    # The key patterns, units, directions and meanings of what ``metrics`` returns.
+    metric_definitions: ClassVar[tuple["MetricDefinition", ...]] = ()
 
     def __init__(self, params: ProbeParams | None = None):
         self.params = params if params is not None else self.Params()
@@ -130,14 +134,17 @@ class Probe(ABC):
         return None
 
     @classmethod
-    def headline(cls, result: dict) -> dict[str, tuple[Any, tuple[float, float] | None]]:
-        """The few numbers a summary table shows: ``{metric: (value, 95% interval or None)}``.
+    @abstractmethod
+    def metrics(cls, result: BaseModel) -> list["Metric"]:
+        """The result's headline numbers as metrics with stable keys (``workers.probes.metrics``).
 
-        Default: the scalar entries of ``result["summary"]`` without intervals; probes override it
-        to attach their intervals.
+        Every metric is built from one of ``metric_definitions``; a contract test checks this.
         """
-        summary = result.get("summary") or {}
-        return {key: (value, None) for key, value in summary.items() if isinstance(value, (int, float)) or value is None}
+
+    @classmethod
+    def warnings(cls, result: BaseModel) -> list[str]:
+        """What makes this result less trustworthy, in full sentences (the report lists them)."""
+        return []
 
     @abstractmethod
     def run(self, context: ProbeContext) -> BaseModel:

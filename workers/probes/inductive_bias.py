@@ -1,4 +1,4 @@
-"""``inductive_bias``: bits of information needed to generalise (METHODS.md §1).
+"""``inductive_bias``: bits of information needed to generalise (docs/methods.md §1).
 
 Boopathy et al., "Towards Exact Computation of Inductive Bias", IJCAI 2024. Sample S hypotheses
 from the space (``init``: fresh random members; ``trained``: fresh members trained on the task's
@@ -8,12 +8,14 @@ report ``bits = -log2 P(loss <= epsilon)`` under the fit, with a percentile-boot
 the empirical fraction with its Clopper-Pearson interval, and, for the kernel space, the exact
 value from the generalised chi-squared law of the GP's test MSE, computed without sampling.
 
-Where this differs from the reference code (as METHODS.md asks): losses are the exact mean over
+Where this differs from the reference code (docs/methods.md §1): losses are the exact mean over
 the whole test set (the reference divides by the batch size); bits are base 2 (it returns nats);
 the log-CDF is computed in log space so deep tails stay finite; intervals are reported.
 
 Work is split into shards of ``shard_size`` hypotheses; hypothesis ``i`` depends only on
-``(seed, i)``, so a sharded run (spread over every worker) gives exactly the unsharded losses.
+``(seed, i)``, so a sharded run (spread over every worker) gives exactly the unsharded losses on
+workers with the same CPU instruction set (or GPU model), library builds and thread counts (README,
+"Sharded runs"); elsewhere they agree to float rounding.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from models.specs import ArchSpec, input_signature
 from workers.data.dataset import Dataset
 from models.errors import InputError
 from workers.probes.base import Probe, ProbeContext, ProbeParams
+from workers.probes.metrics import Metric, MetricDefinition, Scope
 from workers.probes.functional import gp_kernel
 from workers.probes.functional.bits_estimate import estimate_bits
 from workers.probes.functional.ensemble_training import default_chunk_size, sample_losses
@@ -40,8 +43,11 @@ from workers.runspec import TaskSpec, TrainSpec
 
 Sampler = Literal["init", "trained", "kernel"]
 _LOC = ("probes", "inductive_bias")
-_LABEL = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-MAIN_SPACE = "model"
+# No '.' in labels: they become segments of dotted metric keys (``inductive_bias.spaces.<label>.bits``).
+_LABEL = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
+# The run's own hypothesis space. Not "model": its losses are those of sampled hypotheses, not of
+# the uploaded weights, and the artifact ``losses.target`` must not read as the model's losses.
+MAIN_SPACE = "target"
 
 
 class TrainOverrides(ProbeParams):
@@ -57,7 +63,7 @@ class ComparedSpace(ProbeParams):
     """Another hypothesis space on the same task: an architecture (or the run's own with another
     ``init``) and/or another sampler. Its input size and output width must match the run's."""
 
-    label: str = Field(min_length=1, max_length=64, description="name in the report ([A-Za-z0-9_.-])")
+    label: str = Field(min_length=1, max_length=64, description="name in the report ([A-Za-z0-9_-])")
     arch: ArchSpec | None = Field(default=None, description="default: the run's architecture")
     sampler: Sampler | None = Field(default=None, description="default: the probe's sampler")
 
@@ -65,7 +71,7 @@ class ComparedSpace(ProbeParams):
     @classmethod
     def _label_chars(cls, value: str) -> str:
         if not _LABEL.match(value) or value == MAIN_SPACE:
-            raise ValueError(f"use letters, digits, '_', '.', '-' (and not '{MAIN_SPACE}', the run's own space)")
+            raise ValueError(f"use letters, digits, '_', '-' (and not '{MAIN_SPACE}', the run's own space)")
         return value
 
 
@@ -77,7 +83,7 @@ class InductiveBiasParams(ProbeParams):
     lengthscale: float | None = Field(default=None, gt=0, description="RBF lengthscale; default: median pairwise distance")
     noise_variance: float = Field(default=gp_kernel.DEFAULT_NOISE_VARIANCE, gt=0, le=1e6)
     signal_variance: float = Field(default=gp_kernel.DEFAULT_SIGNAL_VARIANCE, gt=0, le=1e6)
-    bootstrap: int = Field(default=200, ge=200, le=10_000, description="bootstrap refits for ci95 (METHODS: B >= 200)")
+    bootstrap: int = Field(default=200, ge=200, le=10_000, description="bootstrap refits for ci95 (docs/methods.md §1: B >= 200)")
     chunk_size: int | None = Field(
         default=None, ge=1, le=1_000_000,
         description="hypotheses trained at once (memory); default from a memory estimate; rounded to divide shard_size when there are several shards, to split the run evenly otherwise",
@@ -97,9 +103,10 @@ class InductiveBiasParams(ProbeParams):
 
 
 class SpaceEstimate(BaseModel):
+    """The estimate for one hypothesis space (the run's own, ``target``, or a ``compare`` space)."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    label: str
     sampler: Sampler
     arch: dict | None = Field(description="None for the kernel space")
     bits: float
@@ -124,19 +131,26 @@ class SpaceEstimate(BaseModel):
 
 
 class RelativeBias(BaseModel):
+    """``relative[a][b]``: how many more bits space ``a`` needs than space ``b`` on the same task."""
+
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    a: str
-    b: str
     bits_difference: float = Field(description="bits(a) - bits(b): information a's prior supplies less than b's")
-    ci95: list[float]
+    ci95: list[float] = Field(description="from the difference of the two spaces' independent bootstrap replicates")
 
 
-class InductiveBiasResult(SpaceEstimate):
+class InductiveBiasResult(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
     loss: str
     seed: int
-    compared: list[SpaceEstimate]
-    relative_bias: list[RelativeBias]
+    target_error: float
+    spaces: dict[str, SpaceEstimate] = Field(
+        description=f"one estimate per hypothesis space: the run's own under '{MAIN_SPACE}', then each compare label"
+    )
+    relative: dict[str, dict[str, RelativeBias]] = Field(
+        description="relative[a][b] for every pair of spaces, a before b in the order of 'spaces'"
+    )
 
 
 class InductiveBias(Probe):
@@ -144,10 +158,10 @@ class InductiveBias(Probe):
 
     Params: see ``InductiveBiasParams`` (served as JSON schema by ``GET /api/v1/probes``).
 
-    Returns ``InductiveBiasResult``: the run's own space at the top level (``bits``, ``ci95``,
-    ``n_below``, ``empirical_*``, ``extrapolated``, ``fit``, ``diverged``, ``histogram``,
-    ``exact_bits`` for the kernel, ``model_loss``/``model_bits`` with uploaded weights), every
-    compared space under ``compared``, and ``relative_bias`` for each pair with a bootstrap interval
+    Returns ``InductiveBiasResult``: ``spaces[label]`` for the run's own space (label ``target``)
+    and each compared space (``bits``, ``ci95``, ``n_below``, ``empirical_*``, ``extrapolated``,
+    ``fit``, ``diverged``, ``histogram``, ``exact_bits`` for the kernel, ``model_loss``/``model_bits``
+    with uploaded weights), and ``relative[a][b]`` for each pair with a bootstrap interval
     (difference of the two spaces' independent bootstrap replicates). The full loss samples are
     artifacts ``losses.<label>``; timing is split into ``sampling_s`` and ``estimation_s``.
 
@@ -320,19 +334,15 @@ class InductiveBias(Probe):
                                      histogram_bins=params.histogram_bins)
             boots[label] = estimate.bootstrap
             estimates[label] = self._space_estimate(context, label, sampler, arch, estimate, epsilon)
-        relative = [
-            RelativeBias(
-                a=a, b=b, bits_difference=estimates[a].bits - estimates[b].bits,
+        relative: dict[str, dict[str, RelativeBias]] = {}
+        for a, b in itertools.combinations(spaces, 2):
+            relative.setdefault(a, {})[b] = RelativeBias(
+                bits_difference=estimates[a].bits - estimates[b].bits,
                 ci95=[float(v) for v in np.percentile(boots[a] - boots[b], [2.5, 97.5])],
             )
-            for a, b in itertools.combinations(spaces, 2)
-        ]
         context.timing["estimation_s"] = time.perf_counter() - started
-        main = estimates.pop(MAIN_SPACE)
-        return InductiveBiasResult(
-            **main.model_dump(), loss=context.task.loss, seed=self._seed(context, 0),
-            compared=list(estimates.values()), relative_bias=relative,
-        )
+        return InductiveBiasResult(loss=context.task.loss, seed=self._seed(context, 0), target_error=epsilon,
+                                   spaces=estimates, relative=relative)
 
     def _space_estimate(self, context, label, sampler, arch, estimate, epsilon) -> SpaceEstimate:
         fields = estimate.to_dict()
@@ -354,26 +364,65 @@ class InductiveBias(Probe):
             if extra["model_loss"] is not None and model_loss > 0:
                 extra["model_bits"] = float(estimate.model_bits(model_loss))
         extra["warnings"] = _warnings(fields)
-        return SpaceEstimate(label=label, sampler=sampler, arch=None if sampler == "kernel" else arch.model_dump(mode="json"),
+        return SpaceEstimate(sampler=sampler, arch=None if sampler == "kernel" else arch.model_dump(mode="json"),
                              **fields, **extra)
 
+    metric_definitions = (
+        MetricDefinition(key="inductive_bias.bits", unit="bits", better="lower", scope=None,
+                         description="-log2 P(test loss <= epsilon) of the run's own space (headline estimate, with its ci95)"),
+        MetricDefinition(key="inductive_bias.empirical_bits", unit="bits", better="lower", scope=None,
+                         description="the same from the share of sampled losses below epsilon (Clopper-Pearson interval; only a lower bound when none is)"),
+        MetricDefinition(key="inductive_bias.fraction_below_target", unit="fraction", better="higher", scope=None,
+                         description="share of sampled hypotheses whose test loss is <= epsilon, Clopper-Pearson ci95"),
+        MetricDefinition(key="inductive_bias.exact_bits", unit="bits", better="lower", scope="init",
+                         description="kernel space with mse: bits from the exact law of the GP posterior's test mse, no sampling"),
+        MetricDefinition(key="inductive_bias.model_loss", unit="loss", better="lower", scope="trained",
+                         description="the uploaded weights' own test loss (the task's loss)"),
+        MetricDefinition(key="inductive_bias.model_bits", unit="bits", better="none", scope="trained",
+                         description="-log2 of the fitted CDF at the uploaded weights' own test loss: how deep in the space's tail they lie"),
+        MetricDefinition(key="inductive_bias.spaces.<label>.bits", unit="bits", better="lower", scope=None,
+                         description="bits of a compared space (params.compare) on the same task and epsilon"),
+        MetricDefinition(key="inductive_bias.relative.<a>.<b>.bits", unit="bits", better="none", scope=None,
+                         description="bits(a) - bits(b) with a bootstrap ci95; negative: a's prior supplies that much more information"),
+    )
+
     @classmethod
-    def headline(cls, result: dict) -> dict[str, tuple[Any, tuple[float, float] | None]]:
-        rows: dict[str, tuple[Any, tuple[float, float] | None]] = {
-            f"bits ({result['sampler']}, eps={result['target_error']:g})": (result["bits"], tuple(result["ci95"])),
-            "fraction below eps": (result["empirical_fraction"], tuple(result["empirical_ci95"])),
-        }
-        if result.get("exact_bits") is not None:
-            rows["exact bits (kernel)"] = (result["exact_bits"], None)
-        if result.get("model_bits") is not None:
-            rows["uploaded model: bits of its own loss"] = (result["model_bits"], None)
-        if result.get("warnings"):
-            rows["warnings"] = (len(result["warnings"]), None)
-        for space in result.get("compared", []):
-            rows[f"bits of {space['label']} ({space['sampler']})"] = (space["bits"], tuple(space["ci95"]))
-        for pair in result.get("relative_bias", []):
-            rows[f"bits({pair['a']}) - bits({pair['b']})"] = (pair["bits_difference"], tuple(pair["ci95"]))
+    def metrics(cls, result: InductiveBiasResult) -> list[Metric]:
+        by_key = {definition.key: definition for definition in cls.metric_definitions}
+        spaces = result.spaces
+        target = spaces[MAIN_SPACE]
+        scope = _scope(target.sampler)
+        n = target.n_hypotheses
+        rows = [
+            by_key["inductive_bias.bits"](target.bits, ci95=target.ci95, n=n, scope=scope),
+            by_key["inductive_bias.empirical_bits"](target.empirical_bits, ci95=target.empirical_bits_ci95, n=n, scope=scope),
+            by_key["inductive_bias.fraction_below_target"](target.empirical_fraction, ci95=target.empirical_ci95, n=n, scope=scope),
+        ]
+        if target.exact_bits is not None:
+            rows.append(by_key["inductive_bias.exact_bits"](target.exact_bits))
+        if target.model_loss is not None:
+            rows.append(by_key["inductive_bias.model_loss"](target.model_loss, n=1))
+        if target.model_bits is not None:
+            rows.append(by_key["inductive_bias.model_bits"](target.model_bits, n=n))
+        for label, space in spaces.items():
+            if label != MAIN_SPACE:
+                rows.append(by_key["inductive_bias.spaces.<label>.bits"](
+                    space.bits, ci95=space.ci95, n=space.n_hypotheses, scope=_scope(space.sampler), label=label))
+        for a, pairs in result.relative.items():
+            for b, pair in pairs.items():
+                rows.append(by_key["inductive_bias.relative.<a>.<b>.bits"](
+                    pair.bits_difference, ci95=pair.ci95, n=min(spaces[a].n_hypotheses, spaces[b].n_hypotheses),
+                    scope=_scope(spaces[a].sampler), a=a, b=b))
         return rows
+
+    @classmethod
+    def warnings(cls, result: InductiveBiasResult) -> list[str]:
+        return [f"space '{label}': {message}" for label, space in result.spaces.items() for message in space.warnings]
+
+
+def _scope(sampler: Sampler) -> Scope:
+    # Trained hypotheses are trained members; init and kernel samples are drawn from the prior.
+    return "trained" if sampler == "trained" else "init"
 
 
 def _warnings(fields: dict) -> list[str]:

@@ -1,4 +1,4 @@
-"""``sharpness``: curvature of the training loss at the uploaded weights (METHODS.md §5).
+"""``sharpness``: curvature of the training loss at the uploaded weights (docs/methods.md §5).
 
 The maths lives in ``workers.probes.functional.hessian``; this module builds the loss of the
 uploaded weights on the task's training split and reports the top Hessian eigenvalues and the
@@ -18,6 +18,7 @@ from torch.func import functional_call
 from workers.data.dataset import Dataset
 from models.errors import InputError
 from workers.probes.base import Probe, ProbeContext, ProbeParams
+from workers.probes.metrics import Metric, MetricDefinition
 from workers.probes.functional.hessian import (
     HvpMode,
     flat_hessian_operator,
@@ -132,14 +133,24 @@ class Sharpness(Probe):
 
     Result = SharpnessResult
 
+    metric_definitions = (
+        MetricDefinition(key="sharpness.top_eigenvalue", unit="loss / parameter^2", better="lower", scope="trained",
+                         description="largest Hessian eigenvalue of the training loss at the weights; interval: +- the Lanczos/power residual"),
+        MetricDefinition(key="sharpness.trace", unit="loss / parameter^2", better="lower", scope="trained",
+                         description="Hessian trace (Hutchinson estimate) with its Student-t ci95 over probe vectors"),
+        MetricDefinition(key="sharpness.training_loss", unit="loss", better="lower", scope="trained",
+                         description="the loss the Hessian is taken of, over the training samples used"),
+    )
+
     @classmethod
-    def headline(cls, result: dict) -> dict[str, tuple[Any, tuple[float, float] | None]]:
-        rows: dict[str, tuple[Any, tuple[float, float] | None]] = {}
-        if result["top_eigenvalues"]:
-            top, residual = result["top_eigenvalues"][0], result["eigenvalue_residuals"][0]
-            rows["top Hessian eigenvalue"] = (top, (top - residual, top + residual))
-        rows["Hessian trace"] = (result["trace"]["mean"], tuple(result["trace"]["ci95"]))
-        rows[f"training loss ({result['loss']['name']})"] = (result["loss"]["value"], None)
+    def metrics(cls, result: SharpnessResult) -> list[Metric]:
+        by_key = {definition.key: definition for definition in cls.metric_definitions}
+        rows: list[Metric] = []
+        if result.top_eigenvalues:
+            top, residual = result.top_eigenvalues[0], result.eigenvalue_residuals[0]
+            rows.append(by_key["sharpness.top_eigenvalue"](top, ci95=(top - residual, top + residual), n=result.n_hvp))
+        rows.append(by_key["sharpness.trace"](result.trace.mean, ci95=result.trace.ci95, n=result.trace.n_probes))
+        rows.append(by_key["sharpness.training_loss"](result.loss.value, n=result.n_samples))
         return rows
 
     def check_dataset(self, description: dict) -> None:

@@ -1,4 +1,4 @@
-"""``simplicity``: function-space complexity of a network and of random members of its space (METHODS.md §3).
+"""``simplicity``: function-space complexity of a network and of random members of its space (docs/methods.md §3).
 
 The maths lives in ``workers.probes.functional.complexity`` (the three metrics) and
 ``...functional.grids`` (where the function is evaluated); this module evaluates the uploaded model
@@ -21,6 +21,7 @@ from models.registry import output_shape
 from models.specs import input_signature
 from models.errors import InputError
 from workers.probes.base import Probe, ProbeContext, ProbeParams
+from workers.probes.metrics import Metric, MetricDefinition
 from workers.probes.functional.complexity import (
     Window,
     calibration_signals,
@@ -203,16 +204,35 @@ class Simplicity(Probe):
 
     Result = SimplicityResult
 
+    metric_definitions = (
+        MetricDefinition(key="simplicity.mean_frequency", unit="fraction of the highest frequency", better="none", scope="trained",
+                         description="magnitude-weighted mean frequency of the function on the grid (Hann-windowed; the paper's values are mean_frequency_no_window)"),
+        MetricDefinition(key="simplicity.poly_order", unit="degree", better="none", scope="trained",
+                         description="energy-weighted mean degree of a Legendre fit of the function on the grid"),
+        MetricDefinition(key="simplicity.lz_complexity", unit="normalised LZ76", better="none", scope="trained",
+                         description="Lempel-Ziv complexity of the function binarised at its median (about 1 for random bits)"),
+        MetricDefinition(key="simplicity.mean_frequency_percentile", unit="percentile", better="none", scope="trained",
+                         description="where the weights' mean_frequency falls among the random members, 0..100"),
+        MetricDefinition(key="simplicity.init.mean_frequency", unit="fraction of the highest frequency", better="none", scope="init",
+                         description="mean_frequency over random members: mean and 95% interval for one member"),
+        MetricDefinition(key="simplicity.init.poly_order", unit="degree", better="none", scope="init",
+                         description="poly_order over random members: mean and 95% interval for one member"),
+        MetricDefinition(key="simplicity.init.lz_complexity", unit="normalised LZ76", better="none", scope="init",
+                         description="lz_complexity over random members: mean and 95% interval for one member"),
+    )
+
     @classmethod
-    def headline(cls, result: dict) -> dict[str, tuple[Any, tuple[float, float] | None]]:
-        model, init = result["model"], result.get("init") or {}
-        rows: dict[str, tuple[Any, tuple[float, float] | None]] = {}
-        for metric in METRICS:
-            rows[metric] = (model[metric], None)
-            spread = init.get(metric)
-            if spread and spread["mean"] is not None:
-                interval = (spread["low"], spread["high"]) if spread["low"] is not None else None
-                rows[f"{metric} at random init"] = (spread["mean"], interval)
+    def metrics(cls, result: SimplicityResult) -> list[Metric]:
+        by_key = {definition.key: definition for definition in cls.metric_definitions}
+        # The sample behind the weights' values: the planes (or the one line/box) they are averaged over.
+        n_slices = max(result.grid.planes, 1)
+        rows = [by_key[f"simplicity.{name}"](getattr(result.model, name), n=n_slices) for name in METRICS]
+        if result.init is not None:
+            spread = result.init.mean_frequency
+            rows.append(by_key["simplicity.mean_frequency_percentile"](spread.model_percentile, n=spread.n))
+            for name in METRICS:
+                spread = getattr(result.init, name)
+                rows.append(by_key[f"simplicity.init.{name}"](spread.mean, ci95=(spread.low, spread.high), n=spread.n))
         return rows
 
     def check_inputs(self, arch, task) -> None:

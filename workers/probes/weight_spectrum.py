@@ -1,4 +1,4 @@
-"""``weight_spectrum``: heavy-tailed spectral metrics of the weights (METHODS.md §4).
+"""``weight_spectrum``: heavy-tailed spectral metrics of the weights (docs/methods.md §4).
 
 The maths lives in ``workers.probes.functional.spectrum`` and ``...functional.powerlaw``; this module
 finds the layers of a model, batches their SVDs, and reports per layer, averaged over layers, and
@@ -14,6 +14,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from workers.probes.base import Probe, ProbeContext, ProbeParams
+from workers.probes.metrics import Metric, MetricDefinition
 from workers.probes.functional.spectrum import (
     METRIC_NAMES,
     WW_FIT_THRESHOLD,
@@ -40,6 +41,8 @@ _LAYER_TYPES: tuple[tuple[type[torch.nn.Module], LayerType], ...] = (
 )
 # Mixed into the seed of the random members so their stream differs from the model's own seed.
 _INIT_SEED_TAG = 0x5BEC7
+# The layer-mean summary fields reported as metrics (``alpha`` is keyed ``alpha_mean``).
+_SUMMARY_METRICS = ("alpha_mean", "alpha_weighted", "log_norm", "log_spectral_norm", "stable_rank", "entropy_rank", "log_alpha_norm")
 
 
 class _Strict(BaseModel):
@@ -230,18 +233,36 @@ class WeightSpectrum(Probe):
 
     Result = WeightSpectrumResult
 
-    # Metrics a summary table shows, each beside the interval for a random member of the space.
-    _HEADLINE_METRICS = ("alpha", "stable_rank", "log_spectral_norm", "entropy_rank")
+    metric_definitions = tuple(
+        definition
+        for name, unit, meaning in (
+            ("alpha_mean", "exponent", "power-law exponent of the eigenvalue tail, mean over layers with a fit"),
+            ("alpha_weighted", "exponent x log10", "alpha * log10(largest eigenvalue), mean over layers"),
+            ("log_norm", "log10", "log10 of the squared Frobenius norm, mean over layers"),
+            ("log_spectral_norm", "log10", "log10 of the largest eigenvalue, mean over layers"),
+            ("stable_rank", "rank", "sum of eigenvalues / largest eigenvalue, mean over layers"),
+            ("entropy_rank", "rank", "exp of the spectral entropy, mean over layers"),
+            ("log_alpha_norm", "log10", "log10 of sum lambda^alpha, mean over layers"),
+        )
+        for definition in (
+            MetricDefinition(key=f"weight_spectrum.{name}", unit=unit, better="none", scope="trained", description=meaning),
+            MetricDefinition(key=f"weight_spectrum.init.{name}", unit=unit, better="none", scope="init",
+                             description=f"{meaning}, over random members: mean and 95% interval for one member"),
+        )
+    )
 
     @classmethod
-    def headline(cls, result: dict) -> dict[str, tuple[Any, tuple[float, float] | None]]:
-        summary, init = result["summary"], result.get("init") or {}
-        rows: dict[str, tuple[Any, tuple[float, float] | None]] = {"layers analysed": (summary["n_layers_analysed"], None)}
-        for metric in cls._HEADLINE_METRICS:
-            rows[f"{metric} (mean over layers)"] = (summary[metric], None)
-            spread = (init.get("metrics") or {}).get(metric)
-            if spread and spread["low"] is not None:
-                rows[f"{metric} at random init"] = (spread["mean"], (spread["low"], spread["high"]))
+    def metrics(cls, result: WeightSpectrumResult) -> list[Metric]:
+        by_key = {definition.key: definition for definition in cls.metric_definitions}
+        summary, init = result.summary, result.init
+        rows: list[Metric] = []
+        for name in _SUMMARY_METRICS:
+            field = "alpha" if name == "alpha_mean" else name
+            n_layers = summary.n_layers_with_alpha if field == "alpha" else summary.n_layers_analysed
+            rows.append(by_key[f"weight_spectrum.{name}"](getattr(summary, field), n=n_layers))
+            spread = init.metrics.get(field) if init is not None else None
+            if spread is not None:
+                rows.append(by_key[f"weight_spectrum.init.{name}"](spread.mean, ci95=(spread.low, spread.high), n=spread.n))
         return rows
 
     def run(self, context: ProbeContext) -> WeightSpectrumResult:

@@ -21,6 +21,7 @@ def list_probes() -> ProbeList:
             requires_task=probe.requires_task,
             params_schema=probe.Params.model_json_schema(),
             result_schema=probe.Result.model_json_schema(),
+            metrics=list(probe.metric_definitions),
         )
         for name, probe in sorted(PROBES.items())
     ]

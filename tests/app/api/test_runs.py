@@ -9,6 +9,8 @@ from tests.conftest import wait_for_run
 
 
 def test_run_on_uploaded_model_produces_a_report(embedded_client):
+    from workers.report import Report
+
     model = upload_model(embedded_client)
     response = embedded_client.post("/api/v1/runs", json={"model": {"weights": model["id"]}, "probes": {"weight_spectrum": {}}, "seed": 3})
     assert response.status_code == 202, response.text
@@ -19,7 +21,9 @@ def test_run_on_uploaded_model_produces_a_report(embedded_client):
     assert finished["progress"] == 1.0 and finished["attempts"] == 1
     assert set(finished["timing"]) == {"weight_spectrum"}
     report = embedded_client.get(f"/api/v1/runs/{run['id']}/report").json()
-    assert set(report) == {"run", "probes", "timing", "environment", "artifacts"}
+    assert set(report) == {"run", "probes", "metrics", "timing", "environment", "artifacts", "warnings"}
+    assert Report.model_validate(report).model_dump(mode="json") == report  # the served JSON is the typed report
+    assert set(report["probes"]) == {"weight_spectrum"} and set(report["timing"]["weight_spectrum"]) == {"total_s", "phases"}
     assert report["run"]["weights"] == "uploaded" and report["run"]["model_id"] == model["id"]
     assert report["run"]["spec"]["model"]["arch"]["hidden"] == [16]  # filled in from the stored model
     assert report["environment"]["device"] == "cpu" and report["environment"]["dtype"] == "float32"
@@ -146,17 +150,18 @@ def test_inductive_bias_run_stores_the_loss_sample_as_an_artifact(embedded_clien
     run = embedded_client.post("/api/v1/runs", json=spec).json()
     finished = wait_for_run(embedded_client, run["id"])
     assert finished["status"] == "succeeded", finished["error"]
-    assert set(finished["timing"]["inductive_bias"]) == {"sampling_s", "estimation_s", "total_s"}
+    assert set(finished["timing"]["inductive_bias"]) == {"total_s", "phases"}
+    assert set(finished["timing"]["inductive_bias"]["phases"]) == {"sampling_s", "estimation_s"}
     report = embedded_client.get(f"/api/v1/runs/{run['id']}/report").json()
-    result = report["probes"]["inductive_bias"]
+    result = report["probes"]["inductive_bias"]["spaces"]["target"]
     assert result["n_hypotheses"] == 60 and result["ci95"][0] <= result["ci95"][1]
     assert result["model_loss"] is not None  # weights were uploaded
-    descriptor = report["artifacts"]["inductive_bias.losses.model"]
+    descriptor = report["artifacts"]["inductive_bias.losses.target"]
     assert descriptor["shape"] == [60] and descriptor["stored"]
     losses = np.load(io.BytesIO(embedded_client.get(descriptor["url"]).content), allow_pickle=False)
     assert losses.shape == (60,) and int((losses <= 0.8).sum()) == result["n_below"]
     missing = embedded_client.get(f"/api/v1/runs/{run['id']}/artifacts/nope")
-    assert missing.status_code == 404 and "inductive_bias.losses.model" in missing.json()["detail"]
+    assert missing.status_code == 404 and "inductive_bias.losses.target" in missing.json()["detail"]
 
 
 def test_inductive_bias_dataset_checks_are_422_before_queueing(embedded_client):

@@ -60,11 +60,16 @@ def run_probe(params: dict, context: ProbeContext):
     return InductiveBias(InductiveBias.Params(**params)).run(context)
 
 
+def target_space(params: dict, context: ProbeContext):
+    """The estimate for the run's own space (label ``target``)."""
+    return run_probe(params, context).spaces["target"]
+
+
 def test_bits_match_the_exact_value_where_samples_reach_epsilon():
     dataset, exact = linear_task()
     epsilon = exact["scale"] * stats.ncx2.ppf(0.05, exact["df"], exact["nc"])  # 5% of the space below
     context = context_for(LINEAR, dataset, {"dataset": {"builtin": "x"}, "target_error": epsilon})
-    result = run_probe({"n_hypotheses": 2000, "shard_size": 500}, context)
+    result = target_space({"n_hypotheses": 2000, "shard_size": 500}, context)
     truth = exact_bits(epsilon, exact)
     assert result.ci95[0] <= truth <= result.ci95[1], (result.bits, result.ci95, truth)
     assert abs(result.bits - truth) < 0.3
@@ -72,7 +77,7 @@ def test_bits_match_the_exact_value_where_samples_reach_epsilon():
     assert result.empirical_ci95[0] <= 0.05 <= result.empirical_ci95[1]
     assert result.diverged == 0 and result.n_hypotheses == 2000
     assert set(context.timing) == {"sampling_s", "estimation_s"}
-    losses = context.artifacts["losses.model"]
+    losses = context.artifacts["losses.target"]
     assert losses.shape == (2000,)
     # The sampled losses follow the exact law (KS against the true distribution, not the fit).
     assert stats.kstest(losses / exact["scale"], stats.ncx2(exact["df"], exact["nc"]).cdf).pvalue > 0.01
@@ -83,13 +88,14 @@ def test_ci95_covers_the_exact_value_in_the_deep_tail(probability):
     dataset, exact = linear_task()
     epsilon = exact["scale"] * stats.ncx2.ppf(probability, exact["df"], exact["nc"])
     context = context_for(LINEAR, dataset, {"dataset": {"builtin": "x"}, "target_error": epsilon})
-    result = run_probe({"n_hypotheses": 2000, "shard_size": 1000}, context)
+    result = target_space({"n_hypotheses": 2000, "shard_size": 1000}, context)
     truth = exact_bits(epsilon, exact)
     assert result.n_below == 0 and result.extrapolated
     assert result.ci95[0] <= truth <= result.ci95[1], (result.bits, result.ci95, truth)
     assert result.empirical_bits is None and result.empirical_bits_ci95[0] <= truth
 
 
+@pytest.mark.slow  # measured 4.9 s with one thread (--durations)
 def test_sharding_and_chunking_do_not_change_the_losses():
     dataset = load_builtin("gaussian_clusters", {"in_dim": 2, "n_classes": 3, "n_train": 64, "n_test": 64}, seed=0)
     arch = {"name": "mlp", "in_dim": 2, "hidden": [16], "out_dim": 3}
@@ -98,18 +104,20 @@ def test_sharding_and_chunking_do_not_change_the_losses():
     for shard_size in (60, 120):
         context = context_for(arch, dataset, task)
         result = run_probe({"sampler": "trained", "n_hypotheses": 120, "shard_size": shard_size, "chunk_size": 30}, context)
-        runs.append((result, context.artifacts["losses.model"]))
+        runs.append((result, context.artifacts["losses.target"]))
     (first, losses_a), (second, losses_b) = runs
     np.testing.assert_array_equal(losses_a, losses_b)
-    assert first.bits == second.bits and first.ci95 == second.ci95
+    assert first.spaces["target"].bits == second.spaces["target"].bits
+    assert first.spaces["target"].ci95 == second.spaces["target"].ci95
 
     # With the default chunk size (a divisor of shard_size) different shard sizes chunk differently:
     # the same hypotheses, equal up to float rounding only.
     context = context_for(arch, dataset, task)
     run_probe({"sampler": "trained", "n_hypotheses": 120, "shard_size": 40}, context)
-    np.testing.assert_allclose(context.artifacts["losses.model"], losses_a, rtol=1e-6)
+    np.testing.assert_allclose(context.artifacts["losses.target"], losses_a, rtol=1e-6)
 
 
+@pytest.mark.slow  # measured 7.8 s with one thread (--durations)
 def test_deterministic_per_seed_and_seed_matters():
     dataset, _ = linear_task()
     task = {"dataset": {"builtin": "x"}, "target_error": 1.0}
@@ -117,19 +125,20 @@ def test_deterministic_per_seed_and_seed_matters():
     b = run_probe({"n_hypotheses": 200}, context_for(LINEAR, dataset, task, seed=1))
     c = run_probe({"n_hypotheses": 200}, context_for(LINEAR, dataset, task, seed=2))
     assert a.model_dump() == b.model_dump()
-    assert a.bits != c.bits
+    assert a.spaces["target"].bits != c.spaces["target"].bits
 
 
+@pytest.mark.slow  # measured 3.5 s with one thread (--durations)
 def test_kernel_exact_and_sampled_agree_on_a_small_problem():
     dataset = load_builtin("sine", {"in_dim": 1, "n_train": 20, "n_test": 15, "noise_std": 0.1}, seed=0)
     arch = {"name": "mlp", "in_dim": 1, "hidden": [8], "out_dim": 1}
     context = context_for(arch, dataset, {"dataset": {"builtin": "sine"}, "target_error": 1.0})
     probe = InductiveBias(InductiveBias.Params(sampler="kernel", n_hypotheses=4000, lengthscale=0.3))
     # epsilon at the sampled 10th percentile: the fit, the samples and the exact law all see it.
-    pilot = np.asarray(probe.run_shard(context, {"space": "model", "start": 0, "count": 4000, "chunk_size": None})["losses"])
+    pilot = np.asarray(probe.run_shard(context, {"space": "target", "start": 0, "count": 4000, "chunk_size": None})["losses"])
     epsilon = float(np.quantile(pilot, 0.1))
     context = context_for(arch, dataset, {"dataset": {"builtin": "sine"}, "target_error": epsilon})
-    result = probe.run(context)
+    result = probe.run(context).spaces["target"]
     assert result.exact_bits is not None and result.exact_method in ("imhof", "saddlepoint")
     assert result.empirical_bits_ci95[0] <= result.exact_bits <= result.empirical_bits_ci95[1]
     # The fitted estimate's own interval covers the exact value too (the issue's "agree within
@@ -139,6 +148,7 @@ def test_kernel_exact_and_sampled_agree_on_a_small_problem():
     assert result.kernel["lengthscale"] == 0.3
 
 
+@pytest.mark.slow  # measured 12.5 s with one thread (--durations)
 def test_relative_bias_between_spaces_and_model_bits():
     dataset = load_builtin("gaussian_clusters", {"in_dim": 2, "n_classes": 3, "n_train": 64, "n_test": 64}, seed=0)
     arch = {"name": "mlp", "in_dim": 2, "hidden": [16], "out_dim": 3}
@@ -146,19 +156,24 @@ def test_relative_bias_between_spaces_and_model_bits():
     model = build_model(parse_arch(arch), seed=7)
     context = context_for(arch, dataset, {"dataset": {"builtin": "g"}, "target_error": 0.5}, model=model)
     result = run_probe({"n_hypotheses": 300, "compare": [{"label": "wide-init", "arch": wide_init}, {"label": "gp", "sampler": "kernel"}]}, context)
-    assert [space.label for space in result.compared] == ["wide-init", "gp"]
-    pairs = {(pair.a, pair.b): pair for pair in result.relative_bias}
-    assert set(pairs) == {("model", "wide-init"), ("model", "gp"), ("wide-init", "gp")}
-    pair = pairs[("model", "wide-init")]
-    assert pair.bits_difference == pytest.approx(result.bits - result.compared[0].bits)
+    assert list(result.spaces) == ["target", "wide-init", "gp"]
+    pairs = {(a, b): pair for a, row in result.relative.items() for b, pair in row.items()}
+    assert set(pairs) == {("target", "wide-init"), ("target", "gp"), ("wide-init", "gp")}
+    pair = pairs[("target", "wide-init")]
+    assert pair.bits_difference == pytest.approx(result.spaces["target"].bits - result.spaces["wide-init"].bits)
     assert pair.ci95[0] <= pair.bits_difference <= pair.ci95[1]
-    assert result.compared[1].exact_bits is not None
+    assert result.spaces["gp"].exact_bits is not None
+    keys = {metric.key for metric in InductiveBias.metrics(result)}
+    assert {"inductive_bias.bits", "inductive_bias.spaces.wide-init.bits", "inductive_bias.spaces.gp.bits",
+            "inductive_bias.relative.target.gp.bits", "inductive_bias.relative.wide-init.gp.bits",
+            "inductive_bias.model_bits", "inductive_bias.model_loss"} <= keys
+    result = result.spaces["target"]
     # The uploaded weights' own loss, recomputed independently.
     outputs = model(dataset.X_test).detach().double()
     one_hot = torch.nn.functional.one_hot(dataset.y_test, 3).double()
     assert result.model_loss == pytest.approx(float(((outputs - one_hot) ** 2).mean()), rel=1e-6)
     assert result.model_bits is not None and result.model_bits >= 0
-    assert set(context.artifacts) == {"losses.model", "losses.wide-init", "losses.gp"}
+    assert set(context.artifacts) == {"losses.target", "losses.wide-init", "losses.gp"}
 
 
 def test_most_hypotheses_diverging_fails_with_the_reason():
@@ -181,7 +196,7 @@ def _spec(probe_params: dict, task: dict | None = None, arch: dict | None = None
 @pytest.mark.parametrize(
     ("params", "field"),
     [({"n_hypotheses": 29}, "n_hypotheses"), ({"target_error": 0}, "target_error"), ({"target_error": -1}, "target_error"),
-     ({"bootstrap": 50}, "bootstrap"), ({"sampler": "bayes"}, "sampler"), ({"compare": [{"label": "model"}]}, "compare")],
+     ({"bootstrap": 50}, "bootstrap"), ({"sampler": "bayes"}, "sampler"), ({"compare": [{"label": "target"}]}, "compare"), ({"compare": [{"label": "a.b"}]}, "compare")],
 )
 def test_bad_params_name_the_field(params, field):
     with pytest.raises(InputError) as exc:

@@ -208,10 +208,13 @@ def test_summary_ranks_and_compares_with_random_init():
         report = result.transforms[row.name]
         assert row.init_mean == pytest.approx(np.mean(report.init.invariance_ratio.values))
         assert row.versus_init in ("more_invariant", "less_invariant", "within_init_range")
-    headline = Invariance.headline(result.model_dump(mode="json"))
-    assert headline["rotate invariance ratio"][0] == result.transforms["rotate"].invariance_ratio.value
-    low, high = headline["rotate at random init"][1]
-    assert low < headline["rotate at random init"][0] < high
+    metrics = {metric.key: metric for metric in Invariance.metrics(result)}
+    rotate = metrics["invariance.rotate.invariance_ratio"]
+    assert rotate.value == result.transforms["rotate"].invariance_ratio.value
+    assert rotate.ci95 == result.transforms["rotate"].invariance_ratio.ci95 and rotate.scope == "trained"
+    at_init = metrics["invariance.rotate.init.invariance_ratio"]
+    assert at_init.scope == "init" and at_init.n == 3
+    assert at_init.ci95[0] < at_init.value < at_init.ci95[1]
     assert EXACT_TOLERANCE < min(ratios)
 
 
@@ -219,6 +222,16 @@ def test_magnitudes_are_applied_and_reported():
     result = run(context(CIRCULAR_CNN), transforms=[{"name": "rotate", "magnitude": 90}, "brightness"])
     assert result.transforms["rotate"].magnitude == 90.0 and "degrees" in result.transforms["rotate"].magnitude_meaning
     assert result.transforms["brightness"].magnitude == 0.1
+
+
+def test_padding_is_applied_to_the_warps_and_reported():
+    zeros = run(context(CIRCULAR_CNN), transforms=["translate", "horizontal_flip"]).transforms
+    reflected = run(context(CIRCULAR_CNN), transforms=[{"name": "translate", "padding": "reflection"}]).transforms
+    assert zeros["translate"].padding == "zeros" and zeros["horizontal_flip"].padding is None
+    assert reflected["translate"].padding == "reflection"
+    # Only the border pixels' generator changes; on a 6x6 image that is most of the signal.
+    lie_zeros, lie_reflected = zeros["translate"].lie_derivative.value, reflected["translate"].lie_derivative.value
+    assert abs(lie_reflected - lie_zeros) > 0.05 * lie_zeros
 
 
 @pytest.mark.parametrize(
@@ -229,6 +242,7 @@ def test_magnitudes_are_applied_and_reported():
         ([{"name": "rotate", "magnitude": 500}], ["probes", "invariance", "transforms", 0, "magnitude"], "degrees"),
         (["rotate", "rotate"], ["probes", "invariance", "transforms", 1], "twice"),
         (["custom"], ["probes", "invariance", "transforms"], "input_permutation"),
+        ([{"name": "brightness", "padding": "reflection"}], ["probes", "invariance", "transforms", 0, "padding"], "border"),
     ],
 )
 def test_check_inputs_refuses_transforms_that_do_not_fit(transforms, loc, fragment):

@@ -183,7 +183,7 @@ def test_deterministic_per_seed():
     assert params_seed == first and first.seed == 3  # Params.seed wins over the run's seed
 
 
-def test_result_and_headline_are_json_ready_and_progress_is_reported():
+def test_result_and_metrics_are_json_ready_and_progress_is_reported():
     reports = []
     probe_context = context(seeded(lambda: nn.Linear(4, 1), 0), regression_data())
     probe_context.progress = lambda fraction, message: reports.append((fraction, message))
@@ -191,11 +191,12 @@ def test_result_and_headline_are_json_ready_and_progress_is_reported():
     fractions = [fraction for fraction, _ in reports]
     assert fractions[0] == 0.0 and fractions[-1] == 1.0 and fractions == sorted(fractions)
     assert result.n_hvp == 5 + 8  # Lanczos stops at the 5 parameters; one product per probe
-    dumped = Sharpness.Result.model_validate_json(result.model_dump_json()).model_dump()
-    rows = Sharpness.headline(dumped)
-    top, (low, high) = rows["top Hessian eigenvalue"]
-    assert low <= top <= high
-    assert rows["Hessian trace"][1] == tuple(result.trace.ci95)
+    reloaded = Sharpness.Result.model_validate_json(result.model_dump_json())
+    metrics = {metric.key: metric for metric in Sharpness.metrics(reloaded)}
+    top = metrics["sharpness.top_eigenvalue"]
+    assert top.value == result.top_eigenvalues[0] and top.ci95[0] <= top.value <= top.ci95[1]
+    assert metrics["sharpness.trace"].ci95 == tuple(result.trace.ci95)
+    assert metrics["sharpness.trace"].n == 8 and metrics["sharpness.training_loss"].value == result.loss.value
 
 
 def test_no_training_split_or_no_task_is_an_input_error():

@@ -244,7 +244,7 @@ def test_leaves_the_model_untouched():
     assert list(model._forward_hooks) == [hook.id]
 
 
-def test_report_contract_headline_and_progress():
+def test_report_contract_metrics_and_progress():
     seen = []
     result = Simplicity(Simplicity.Params(**SMALL)).run(
         context(MLP_2D, progress=lambda fraction, message: seen.append(fraction))
@@ -258,10 +258,14 @@ def test_report_contract_headline_and_progress():
     calibration = {c["signal"]: c for c in dumped["calibration"]}
     assert calibration["ramp"]["mean_frequency"] < calibration["ramp"]["mean_frequency_no_window"]
     assert calibration["white_noise"]["lz_complexity"] > 0.8 > calibration["cos_1"]["lz_complexity"]
-    rows = Simplicity.headline(dumped)
-    assert rows["poly_order"] == (dumped["model"]["poly_order"], None)
+    metrics = {metric.key: metric for metric in Simplicity.metrics(result)}
+    assert metrics["simplicity.poly_order"].value == dumped["model"]["poly_order"]
+    assert metrics["simplicity.poly_order"].ci95 is None
     init = dumped["init"]["poly_order"]
-    assert rows["poly_order at random init"] == (init["mean"], (init["low"], init["high"]))
+    assert metrics["simplicity.init.poly_order"].value == init["mean"]
+    assert metrics["simplicity.init.poly_order"].ci95 == (init["low"], init["high"])
+    percentile = metrics["simplicity.mean_frequency_percentile"]
+    assert percentile.value == dumped["init"]["mean_frequency"]["model_percentile"] and 0 <= percentile.value <= 100
     assert seen == sorted(seen) and seen[-1] == 1.0
 
 

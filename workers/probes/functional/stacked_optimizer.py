@@ -1,7 +1,7 @@
 """Adam and SGD over stacked ensemble parameters, without ``torch.optim``.
 
 Idea: the members' parameters are disjoint and Adam/SGD are elementwise, so one update over the
-stacked (or flattened) tensors is exactly S independent runs (METHODS.md §1, Speed). This class
+stacked (or flattened) tensors is exactly S independent runs (docs/methods.md §1, Speed). This class
 computes ``torch.optim.Adam`` / ``torch.optim.SGD`` with torch's defaults besides ``lr`` (no
 momentum, weight decay or amsgrad), through the same kernels ``torch.optim`` uses (``aten::
 _fused_adam_``: one pass over each tensor per step instead of about ten elementwise kernels).
