@@ -21,6 +21,7 @@ workers with the same CPU instruction set (or GPU model), library builds and thr
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from typing import Any, Literal
 
@@ -118,7 +119,7 @@ class InductiveBiasParams(ProbeParams):
     bootstrap: int = Field(default=200, ge=200, le=10_000, description="bootstrap refits for ci95 (docs/methods.md §1: B >= 200)")
     chunk_size: int | None = Field(
         default=None, ge=1, le=1_000_000,
-        description="hypotheses trained at once (memory); default from a memory estimate; rounded to divide shard_size",
+        description="hypotheses trained at once (memory); default from a memory estimate; rounded to divide shard_size when there are several shards, to split the run evenly otherwise",
     )
     shard_size: int = Field(default=1000, ge=30, le=1_000_000, description="hypotheses per parallel work unit")
     histogram_bins: int = Field(default=40, ge=5, le=1000)
@@ -336,11 +337,15 @@ class InductiveBias(Probe):
         return dataset.y_test.double().numpy().reshape(dataset.y_test.shape[0], -1)
 
     def _chunk_size(self, context: ProbeContext, sampler: Sampler, arch: ArchSpec) -> int | None:
-        """One chunk size for every shard of a space, dividing ``shard_size``.
+        """One chunk size for every shard of a space.
 
         Batched CPU kernels round the tail of a tensor differently depending on its length, so
         losses are bit-identical between sharded and unsharded runs only when every shard runs the
-        same chunks: the planner fixes the size, aligned with the shard boundaries.
+        same chunks: the planner fixes the size, a divisor of ``shard_size`` when there are several
+        shards (so no shard computes hypotheses of its neighbours). A run that fits in one shard
+        splits its hypotheses into equal chunks instead: a divisor of ``shard_size`` there would
+        make the last chunk compute up to ``shard_size - 1`` hypotheses it throws away (a run of
+        128 with the default ``shard_size`` of 1000 trained 1000).
         """
         if sampler == "kernel":
             return None
@@ -348,8 +353,11 @@ class InductiveBias(Probe):
             arch, _reshaped_for(arch, context.dataset), self._train_spec(context.task) if sampler == "trained" else None,
             context.device,
         )
-        budget = max(1, min(budget, self.params.shard_size))
-        return max(d for d in range(1, budget + 1) if self.params.shard_size % d == 0)
+        n, shard_size = self.params.n_hypotheses, self.params.shard_size
+        budget = max(1, min(budget, shard_size))
+        if n <= shard_size:
+            return math.ceil(n / math.ceil(n / budget))
+        return max(d for d in range(1, budget + 1) if shard_size % d == 0)
 
     def _epsilon(self, context: ProbeContext) -> float:
         return self.params.target_error if self.params.target_error is not None else context.task.target_error
@@ -387,7 +395,7 @@ class InductiveBias(Probe):
             losses = sample_losses(
                 arch, _reshaped_for(arch, context.dataset), task.loss, sampler, shard["count"], seed,
                 train_spec=self._train_spec(task), device=context.device, chunk_size=shard["chunk_size"],
-                start_index=shard["start"],
+                start_index=shard["start"], run_size=self.params.n_hypotheses,
             )
         return {"losses": [float(x) if np.isfinite(x) else None for x in losses]}
 
