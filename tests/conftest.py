@@ -116,6 +116,7 @@ def distributed_env(postgres_url, redis_url, shared_data_dir) -> dict[str, str]:
         "PRIORPROBE_BROKER_URL": redis_url,
         "PRIORPROBE_DATA_DIR": str(shared_data_dir),
         "PRIORPROBE_HEARTBEAT_EVERY_S": "1",
+        "PRIORPROBE_WORKER_METRICS_PORT": "0",  # two workers on one host; tests/integration/test_faults.py scrapes one
     }
 
 

@@ -11,10 +11,12 @@ events) finds the same app built from the environment.
 
 from __future__ import annotations
 
+import os
+import signal
 from functools import cache
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue as KombuQueue
 from sqlalchemy.exc import OperationalError
 
@@ -22,6 +24,7 @@ from app.config import Queue, Settings, get_settings
 from app.jobs.celery_queue import CeleryJobQueue, task_name
 from app.jobs.registry import JOBS, JobContext, execute
 from app.runtime import Runtime
+from app.services.liveness import worker_id
 
 # Every job is idempotent, so late acks and redelivery are safe. Only a database that is briefly
 # unreachable is worth retrying; job errors are recorded in their rows.
@@ -38,7 +41,9 @@ _TASK_OPTIONS = dict(
 
 def _register(app: Celery, kind: str, runtime) -> None:
     def task(self, **args: Any) -> str:
-        context = JobContext(runtime(), self.request.hostname or "celery", CeleryJobQueue(self.app))
+        # Each pool child has its own worker id (node/host/pid): the claim can then tell that the
+        # child holding a run died, though its node lives on.
+        context = JobContext(runtime(), worker_id(self.request.hostname or "celery"), CeleryJobQueue(self.app))
         return execute(kind, context, args)
 
     task.__name__ = task.__qualname__ = f"job_{kind}"
@@ -75,7 +80,34 @@ def create_celery(settings: Settings) -> Celery:
 
     for kind in JOBS:
         _register(app, kind, runtime)
+    _stop_jobs_on_shutdown(runtime)
     return app
+
+
+def _stop_jobs_on_shutdown(runtime) -> None:
+    """SIGTERM (or Ctrl-C) on a worker: its running jobs stop at their next progress point and
+    re-queue their runs, so the worker exits in seconds instead of after the current run.
+
+    Celery's warm shutdown waits for the pool children's current tasks; the children reset
+    SIGTERM to its default at start, so here a child's SIGTERM instead sets ``Runtime.stopping``,
+    and the parent sends SIGTERM to its children when it starts shutting down.
+    """
+
+    def child_started(**_: Any) -> None:
+        signal.signal(signal.SIGTERM, lambda *_: runtime().stopping.set())
+
+    def shutting_down(**_: Any) -> None:
+        runtime().stopping.set()  # the solo and threads pools run jobs in this process
+        from billiard import process
+
+        for child in process.active_children():
+            try:
+                os.kill(child.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signals.worker_process_init.connect(child_started, weak=False, dispatch_uid="priorprobe-child-started")
+    signals.worker_shutting_down.connect(shutting_down, weak=False, dispatch_uid="priorprobe-shutting-down")
 
 
 @cache

@@ -26,3 +26,4 @@ class Health(BaseModel):
     mode: str  # "embedded" or "distributed"
     database: str
     broker: str
+    migrations: str  # "ok" (at the Alembic head) or what is wrong and the command that fixes it

@@ -35,7 +35,7 @@ def test_serve_embedded_default_answers_healthz(tmp_path):
             except OSError:
                 assert process.poll() is None, process.stdout.read().decode()
                 time.sleep(0.2)
-        assert body == {"status": "ok", "mode": "embedded", "database": "ok", "broker": "embedded"}
+        assert body == {"status": "ok", "mode": "embedded", "database": "ok", "broker": "embedded", "migrations": "ok"}
         assert (tmp_path / "data" / "priorprobe.db").is_file()
     finally:
         process.terminate()
