@@ -127,6 +127,12 @@ def _process_run(run_id: str, runtime: Runtime, worker: str, submit_shard: Submi
             return "requeued"
         log.info("run %s interrupted: %s", run_id, stop)
         return "interrupted"
+    except OperationalError:
+        # The database went away mid-run: not the run's fault. The Celery task retries (the claim
+        # lets this worker take back its own run); elsewhere the reaper re-queues it once the
+        # heartbeat is stale.
+        log.warning("run %s stopped: database unreachable", run_id)
+        raise
     except Exception as exc:
         log.exception("run %s failed", run_id)
         worker_metrics.RUN_DURATION.labels(outcome="failed").observe(time.monotonic() - started)
