@@ -149,7 +149,10 @@ class Stack:
 
     def kill_group(self, letter: str) -> None:
         """SIGKILL a worker's parent and its pool child at once (a machine or container dying)."""
-        os.killpg(self.workers[letter].pid, signal.SIGKILL)
+        try:
+            os.killpg(self.workers[letter].pid, signal.SIGKILL)
+        except ProcessLookupError:  # nothing of it is left
+            pass
         self.workers[letter].wait()
 
     def stop(self) -> None:
