@@ -152,10 +152,12 @@ def reap(factory: sessionmaker[Session], stale_after_s: float, max_attempts: int
     requeued, failed = [], []
     with factory() as session:
         running = session.execute(
-            select(Run.id, Run.worker, Run.heartbeat_at, Run.attempts, Run.queue).where(Run.status == RunStatus.running)
+            # Staleness is decided in SQL: SQLite hands datetimes back without their time zone.
+            select(Run.id, Run.worker, Run.heartbeat_at, Run.attempts, Run.queue,
+                   or_(Run.heartbeat_at.is_(None), Run.heartbeat_at < cutoff))
+            .where(Run.status == RunStatus.running)
         ).all()
-    for run_id, worker, heartbeat_at, attempts, queue in running:
-        stale = heartbeat_at is None or heartbeat_at < cutoff
+    for run_id, worker, heartbeat_at, attempts, queue, stale in running:
         if not (stale or liveness.is_dead(worker)):
             continue
         why = (f"its worker {worker} stopped sending heartbeats (last at {heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)"

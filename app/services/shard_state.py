@@ -143,13 +143,15 @@ def reap(factory: sessionmaker[Session], stale_after_s: float) -> list[tuple[str
     cutoff = utcnow() - timedelta(seconds=stale_after_s)
     with factory() as session:
         running = session.execute(
-            select(RunShard.id, RunShard.worker, RunShard.heartbeat_at, Run.queue)
+            # Staleness is decided in SQL: SQLite hands datetimes back without their time zone.
+            select(RunShard.id, RunShard.worker, Run.queue,
+                   or_(RunShard.heartbeat_at.is_(None), RunShard.heartbeat_at < cutoff))
             .join(Run, Run.id == RunShard.run_id)
             .where(RunShard.status == "running", Run.status == RunStatus.running)
         ).all()
     released = []
-    for shard_id, worker, heartbeat_at, queue in running:
-        if not (heartbeat_at is None or heartbeat_at < cutoff or liveness.is_dead(worker)):
+    for shard_id, worker, queue, stale in running:
+        if not (stale or liveness.is_dead(worker)):
             continue
         with session_scope(factory) as session:
             result = session.execute(
