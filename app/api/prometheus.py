@@ -53,6 +53,22 @@ class _StateCollector:
             log.warning("queue depth not collected: %s", type(exc).__name__)
 
 
+def _route_template(request: Request) -> str:
+    """The matched route's full template, e.g. ``/api/v1/runs/{run_id}``.
+
+    ``scope["route"]`` is the innermost route, whose path lacks the prefixes of the routers it is
+    included in; those are the part of the raw path before the suffix that route matched.
+    """
+    route = request.scope.get("route")
+    if route is None or not hasattr(route, "path_regex"):
+        return "unmatched"
+    path = request.url.path
+    for index, char in enumerate(path):
+        if char == "/" and route.path_regex.match(path[index:]):
+            return path[:index] + route.path
+    return route.path
+
+
 def install_prometheus(app: FastAPI, runtime: Runtime) -> None:
     registry = CollectorRegistry()
     requests = Counter("priorprobe_http_requests_total", "HTTP requests by method, route and status.",
@@ -66,8 +82,7 @@ def install_prometheus(app: FastAPI, runtime: Runtime) -> None:
     async def _measure(request: Request, call_next):
         started = time.perf_counter()
         response = await call_next(request)
-        route = request.scope.get("route")
-        template = getattr(route, "path", "unmatched")
+        template = _route_template(request)
         latency.labels(request.method, template).observe(time.perf_counter() - started)
         requests.labels(request.method, template, str(response.status_code)).inc()
         return response
