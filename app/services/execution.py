@@ -97,6 +97,7 @@ def _process_run(run_id: str, runtime: Runtime, worker: str, submit_shard: Submi
         log.info("run %s not claimable (finished, or held by a live worker); skipping", run_id)
         return "skipped"
 
+    log.info("run %s claimed by %s", run_id, worker)
     guard = Guard(runtime.stopping)
     beat = Heartbeat(lambda: run_state.heartbeat(factory, run_id, worker), settings.heartbeat_every_s,
                      f"heartbeat-run-{run_id}", on_lost=guard.lose)
@@ -144,7 +145,9 @@ def _process_run(run_id: str, runtime: Runtime, worker: str, submit_shard: Submi
     if not _store_with_retries(lambda: run_state.record_success(factory, run_id, report, worker), settings.stale_run_after_s):
         log.warning("run %s finished but another attempt holds it now; result dropped", run_id)
         return "interrupted"
-    worker_metrics.RUN_DURATION.labels(outcome="succeeded").observe(time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    log.info("run %s succeeded in %.1f s", run_id, elapsed)
+    worker_metrics.RUN_DURATION.labels(outcome="succeeded").observe(elapsed)
     for probe, timing in report.timing.items():
         worker_metrics.PROBE_DURATION.labels(probe=probe).observe(timing.total_s)
     return "succeeded"

@@ -101,6 +101,12 @@ class PrivatePostgres:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def _wait_for_port(port: int, timeout_s: float = 20) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -121,6 +127,7 @@ class Stack:
         self.workers: dict[str, subprocess.Popen] = {}
         self.scheduler: subprocess.Popen | None = None
         self.tag = uuid.uuid4().hex[:6]
+        self.metrics_ports = {letter: _free_port() for letter in "ab"}
 
     def node(self, letter: str) -> str:
         return f"fault-{self.tag}-{letter}@{socket.gethostname()}"
@@ -131,7 +138,8 @@ class Stack:
             self.workers[letter] = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "worker", "--queues=cpu,gpu", "--pool=prefork", "--concurrency=1",
                  "--loglevel=INFO", f"--hostname={self.node(letter)}"],
-                cwd=REPO_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                cwd=REPO_ROOT, env={**self.env, "PRIORPROBE_WORKER_METRICS_PORT": str(self.metrics_ports[letter])},
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         size = log_path.stat().st_size
         deadline = time.monotonic() + 90
@@ -186,7 +194,7 @@ def stack(tmp_path_factory):
         "PRIORPROBE_DATABASE_URL": postgres.url, "PRIORPROBE_BROKER_URL": redis.url,
         "PRIORPROBE_DATA_DIR": str(folder / "data"), "PRIORPROBE_HEARTBEAT_EVERY_S": "1",
         "PRIORPROBE_STALE_RUN_AFTER_S": "4", "PRIORPROBE_RECOVER_EVERY_S": "1", "PRIORPROBE_REQUEUE_AFTER_S": "2",
-        "PRIORPROBE_MAX_RUN_ATTEMPTS": "4", "PRIORPROBE_WORKER_METRICS_PORT": "0", "PRIORPROBE_LOG_FORMAT": "json",
+        "PRIORPROBE_MAX_RUN_ATTEMPTS": "4", "PRIORPROBE_LOG_FORMAT": "json",
     }
     stack = Stack(env, folder)
     stack.redis, stack.postgres = redis, postgres
@@ -367,3 +375,29 @@ def test_postgres_stopped_during_runs_and_reads(stack, client):
           f"{time.monotonic() - back_at:.1f} s after the restart (attempts {finished.attempts})")
     assert finished.status == "succeeded", finished.error
     _assert_merged_once(client, stack, run_id)
+
+
+def test_worker_metrics_and_json_logs_after_the_faults(stack, client):
+    """Each worker serves the summed metrics of its pool children; its log lines are JSON objects
+    and those a run's job wrote carry the run id."""
+    import json
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    run_id = _submit(client)
+    assert _wait(stack, run_id, _finished, RUN_BOUND_S).status == "succeeded"
+    totals: dict[str, float] = {}
+    for letter, port in stack.metrics_ports.items():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            for family in text_string_to_metric_families(response.read().decode()):
+                for sample in family.samples:
+                    key = f"{sample.name}{sorted(sample.labels.items())}"
+                    totals[key] = totals.get(key, 0) + sample.value
+    assert totals["priorprobe_heartbeats_total[('outcome', 'ok')]"] > 0
+    assert totals["priorprobe_run_duration_seconds_count[('outcome', 'succeeded')]"] >= 1
+    assert totals["priorprobe_probe_duration_seconds_count[('probe', 'inductive_bias')]"] >= 1
+    assert totals["priorprobe_jobs_total[('kind', 'run'), ('outcome', 'succeeded')]"] >= 1
+    lines = [json.loads(line) for letter in "ab" for line in (stack.folder / f"worker-{letter}.log").read_text().splitlines()
+             if line.startswith("{")]
+    assert any(line["run_id"] == run_id for line in lines)
