@@ -157,6 +157,7 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
     from tqdm import tqdm
 
     from app.report_table import format_summary
+    from workers.preflight import preflight
     from workers.runner import execute_run, load_task_dataset, pick_device
     from workers.runspec import RunSpec
 
@@ -171,6 +172,12 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
         weights_path = weights_path if weights_path.is_absolute() else base_dir / weights_path
         if not weights_path.is_file():
             _fail_on_input_error(InputError.at(["model", "weights"], f"no such file: {weights_path}"))
+    try:
+        dataset = load_task_dataset(spec, base_dir=base_dir)
+        # What the API refuses with a 422, refused here before any probe starts (the same function).
+        preflight(spec, None if dataset is None else dataset.describe())
+    except InputError as exc:
+        _fail_on_input_error(exc)
     with tqdm(total=100, desc="run", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}") as bar:
 
         def progress(fraction: float, message: str) -> None:
@@ -179,7 +186,6 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
             bar.refresh()
 
         try:
-            dataset = load_task_dataset(spec, base_dir=base_dir)
             report = execute_run(
                 spec, weights_path=weights_path, dataset=dataset, progress=progress, device=pick_device(device),
                 artifact_sink=_npy_file_sink(out_path) if out_path is not None else None,

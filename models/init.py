@@ -1,4 +1,4 @@
-"""Initialisation distributions: the ``init`` half of a hypothesis space (METHODS.md, Vocabulary).
+"""Initialisation distributions: the ``init`` half of a hypothesis space (docs/methods.md, Vocabulary).
 
 ``normal`` draws every parameter i.i.d. from N(0, scale^2) and ``uniform`` from U(-scale, scale):
 weights and biases, LayerNorm gains and shifts, embeddings, positional embeddings and cls tokens

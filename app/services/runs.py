@@ -10,10 +10,9 @@ from app.orm.base import utcnow
 from app.jobs.queue import DispatchError, JobQueue
 from app.jobs.registry import RUN
 from models.specs import parse_arch
-from workers.data.compat import check_dataset_fits
 from models.errors import InputError
+from workers.preflight import preflight
 from workers.probes.base import Probe
-from workers.probes.registry import instantiate_probes
 from workers.runner import load_task_dataset
 from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef
 
@@ -43,10 +42,10 @@ def _resolve_model(session: Session, spec: RunSpec) -> ModelRecord | None:
 
 
 def _resolve_dataset(session: Session, spec: RunSpec) -> tuple[DatasetRecord | None, dict | None]:
-    """Check the task's dataset exists and fits the architecture; return its record and description."""
+    """Find the task's dataset; return its record (uploads) and its description for ``preflight``."""
     if spec.task is None:
         return None, None
-    ref, loss, arch = spec.task.dataset, spec.task.loss, spec.model.arch
+    ref = spec.task.dataset
     loc = ("task", "dataset")
     if isinstance(ref, PathDatasetRef):
         raise InputError.at([*loc, "path"], "file paths work on the CLI only; upload the file with POST /api/v1/datasets and use {\"id\": ...}")
@@ -54,14 +53,12 @@ def _resolve_dataset(session: Session, spec: RunSpec) -> tuple[DatasetRecord | N
         record = session.get(DatasetRecord, ref.id)
         if record is None:
             raise InputError.at([*loc, "id"], f"no uploaded dataset with id '{ref.id}' (see GET /api/v1/datasets)")
-        check_dataset_fits(record.description, arch, loss, loc=loc)
         return record, record.description
     assert isinstance(ref, BuiltinDatasetRef)
     # Built-in datasets are small and seeded: generating one validates its params and yields the
     # exact shapes to check against the architecture.
     dataset = load_task_dataset(spec)
     assert dataset is not None
-    check_dataset_fits(dataset.describe(), arch, loss, loc=loc)
     return None, dataset.describe()
 
 
@@ -78,17 +75,9 @@ def create_run(session: Session, spec: RunSpec, settings: Settings, jobs: JobQue
     ``DispatchError`` if the broker is unreachable (the run is then stored as failed, saying so).
     """
     model = _resolve_model(session, spec)
-    probes = instantiate_probes(spec)
     dataset, description = _resolve_dataset(session, spec)
-    if description is not None:
-        errors = []
-        for probe in probes.values():
-            try:
-                probe.check_dataset(description)
-            except InputError as exc:
-                errors.extend(exc.errors)
-        if errors:
-            raise InputError(errors)
+    # The same checks as ``priorprobe run``: one function, so the CLI refuses what the API refuses.
+    probes = preflight(spec, description)
     queue = choose_queue(probes, settings)
     run = Run(
         spec=spec.model_dump(mode="json"),

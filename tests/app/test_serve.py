@@ -20,6 +20,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # starts a server process that imports torch: 10-30 s
 def test_serve_embedded_default_answers_healthz(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIORPROBE_")}

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # the benchmark scripts at toy sizes: 9 s together with one thread
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 

@@ -1,4 +1,4 @@
-"""``weight_spectrum``: heavy-tailed spectral metrics of the weights (METHODS.md §4).
+"""``weight_spectrum``: heavy-tailed spectral metrics of the weights (docs/methods.md §4).
 
 The maths lives in ``workers.probes.functional.spectrum`` and ``...functional.powerlaw``; this module
 finds the layers of a model, batches their SVDs, and reports per layer, averaged over layers, and
