@@ -317,6 +317,26 @@ def test_sigkill_of_a_worker_parent_mid_run(stack, client):
     stack.start_worker(letter)
 
 
+def test_sigterm_on_a_worker_stops_it_within_seconds_and_requeues_the_run(stack, client):
+    run_id = _submit(client)
+    row = _mid_run(stack, run_id)
+    letter = stack.letter_of(row.worker)
+    stopping = time.monotonic()
+    stack.workers[letter].terminate()
+    stack.workers[letter].wait(timeout=60)
+    stop_s = time.monotonic() - stopping
+    finished = _wait(stack, run_id, _finished, RUN_BOUND_S)
+    print(f"\nworker SIGTERM: worker exited in {stop_s:.1f} s; run {finished.status} {time.monotonic() - stopping:.1f} s "
+          f"after the signal (attempts {finished.attempts})")
+    # Exit within one shard of work plus Celery's shutdown, not after the rest of the run.
+    assert stop_s < 20
+    assert finished.status == "succeeded", finished.error
+    # Handed back, not lost: the interrupted attempt is not counted, the other worker finished it.
+    assert finished.attempts == row.attempts and stack.letter_of(finished.worker) != letter
+    _assert_merged_once(client, stack, run_id)
+    stack.start_worker(letter)
+
+
 def test_two_workers_share_shards_and_one_dies_with_its_child(stack, client):
     run_id = _submit(client)
     row = _mid_run(stack, run_id)
