@@ -23,6 +23,12 @@ def test_compose_has_every_service_with_the_right_command():
         assert env["PRIORPROBE_DATABASE_URL"].startswith("postgresql+psycopg://")
         assert env["PRIORPROBE_BROKER_URL"].startswith("redis://redis:6379")
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # Published ports listen on loopback only; api and worker say whether they are alive.
+    for service in services.values():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), port
+    assert "/api/v1/healthz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert "9808/metrics" in " ".join(services["worker"]["healthcheck"]["test"])
 
 
 def test_compose_commands_exist_in_the_cli():
