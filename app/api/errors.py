@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.jobs.queue import DispatchError
+from app.services.catalog import NotFound
 from app.storage import BlobTooLarge
 from models.errors import InputError
 
@@ -65,6 +66,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
         return input_error_response(exc)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
 
     @app.exception_handler(BlobTooLarge)
     async def _too_large(request: Request, exc: BlobTooLarge) -> JSONResponse:

@@ -25,10 +25,19 @@ class EmbeddedJobQueue:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="priorprobe-embedded-worker")
         self._worker = worker_id("embedded")
         self._waiting: Counter[tuple[str, str]] = Counter()  # (kind, args as JSON) submitted, not finished
+        self._timers: set[threading.Timer] = set()
         self._lock = threading.Lock()
 
-    def enqueue(self, kind: str, args: dict[str, Any], queue: str) -> None:
+    def enqueue(self, kind: str, args: dict[str, Any], queue: str, delay_s: float = 0.0) -> None:
         # ``queue`` routes between kinds of workers; the one embedded worker takes every queue.
+        if delay_s > 0:
+            # A timer, not a sleep in the worker thread: runs keep going while a retry waits.
+            timer = threading.Timer(delay_s, self._enqueue_later, args=(kind, args, queue))
+            timer.daemon = True
+            with self._lock:
+                self._timers.add(timer)
+            timer.start()
+            return
         key = (kind, json.dumps(args, sort_keys=True))
         with self._lock:
             self._waiting[key] += 1
@@ -51,6 +60,14 @@ class EmbeddedJobQueue:
         with self._lock:
             return [json.loads(args) for (k, args), count in self._waiting.items() if k == kind and count > 0]
 
+    def _enqueue_later(self, kind: str, args: dict[str, Any], queue: str) -> None:
+        with self._lock:
+            self._timers.discard(threading.current_thread())  # type: ignore[arg-type]
+        try:
+            self.enqueue(kind, args, queue)
+        except DispatchError:
+            log.info("embedded worker closed before a delayed %s job was due; dropped", kind)
+
     @staticmethod
     def _log_crash(future: Future) -> None:
         if not future.cancelled() and future.exception() is not None:
@@ -63,4 +80,8 @@ class EmbeddedJobQueue:
         # The running job stops at its next progress point and re-queues its run (resumed at the
         # next start), so shutting down takes seconds, not the rest of a long run.
         self._runtime.stopping.set()
+        with self._lock:
+            timers, self._timers = list(self._timers), set()
+        for timer in timers:
+            timer.cancel()
         self._executor.shutdown(wait=True, cancel_futures=True)

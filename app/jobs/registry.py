@@ -14,17 +14,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from app.config import Queue
 from app.jobs.queue import DispatchError, JobQueue
 from app.observability import worker_metrics
 from app.runtime import Runtime
 from app.services import run_state, shard_state
 from app.services.execution import process_run
 from app.services.shards import process_shard
+from app.services.webhooks import attempt_delivery, record_run_event
+
+log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
 RUN = "run"
 SHARD = "shard"
+WEBHOOK = "webhook"
 REAP = "reap"
 RECONCILE = "reconcile"
 
@@ -54,6 +59,8 @@ def _run(context: JobContext, args: dict[str, Any]) -> str:
     outcome = process_run(args["run_id"], context.runtime, context.worker, submit_shard=submit_shard)
     if outcome == "requeued":
         _enqueue_again(context, RUN, args, run_state.queue_of(context.runtime.session_factory, args["run_id"]))
+    if outcome in ("succeeded", "failed"):  # "cancelled" was announced by the cancel request itself
+        notify_run_finished(context.runtime, context.queue, args["run_id"])
     return outcome
 
 
@@ -86,6 +93,7 @@ def _reap(context: JobContext, args: dict[str, Any]) -> str:
         _enqueue_again(context, SHARD, {"shard_id": shard_id}, queue)
     for run_id in reaped.failed:
         worker_metrics.RUN_FAILURES.labels(reason="worker_lost").inc()
+        notify_run_finished(context.runtime, context.queue, run_id)
     if reaped.requeued or reaped.failed or shards:
         log.warning("reaper: re-queued runs %s, failed runs %s, re-queued shards %s",
                     [run_id for run_id, _ in reaped.requeued], reaped.failed, [shard_id for shard_id, _ in shards])
@@ -106,11 +114,36 @@ def _reconcile(context: JobContext, args: dict[str, Any]) -> str:
     return f"enqueued {len(missing)} runs"
 
 
+def _webhook(context: JobContext, args: dict[str, Any]) -> str:
+    attempt = args["attempt"]
+    delay = attempt_delivery(context.runtime, args["delivery_id"], attempt)
+    if delay is None:
+        return "done"
+    context.queue.enqueue(WEBHOOK, {"delivery_id": args["delivery_id"], "attempt": attempt + 1}, Queue.cpu.value, delay_s=delay)
+    return "retry scheduled"
+
+
+def notify_run_finished(runtime: Runtime, queue: JobQueue, run_id: str) -> None:
+    """Queue a delivery job for every webhook that wants this run's final status.
+
+    Called after the status is committed, never inside the run's transaction: a slow or dead
+    receiver cannot hold up a run, and the run's outcome stands whatever the deliveries do.
+    """
+    with runtime.session_factory() as session:
+        delivery_ids = record_run_event(session, run_id)
+    for delivery_id in delivery_ids:
+        try:
+            queue.enqueue(WEBHOOK, {"delivery_id": delivery_id, "attempt": 1}, Queue.cpu.value)
+        except DispatchError:
+            log.exception("webhook delivery %s of run %s could not be queued; it stays pending", delivery_id, run_id)
+
+
 JOBS: dict[str, Job] = {
     job.kind: job
     for job in (
         Job(RUN, _run, "claim a queued run, execute its probes, store the report"),
         Job(SHARD, _shard, "compute one shard of a running run, if no other worker has"),
+        Job(WEBHOOK, _webhook, "make one attempt of a webhook delivery; queue the next after a backoff if it failed"),
         Job(REAP, _reap, "re-queue (or, after max_run_attempts, fail) runs and shards whose worker died"),
         Job(RECONCILE, _reconcile, "enqueue queued runs that have no message in the broker"),
     )

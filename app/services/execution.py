@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.observability import worker_metrics
 from app.observability.log_context import bound
+from app.orm import RunStatus
 from app.runtime import Runtime
 from app.services import run_state
 from app.services.failures import describe_failure
@@ -121,11 +122,18 @@ def _process_run(run_id: str, runtime: Runtime, worker: str, submit_shard: Submi
                 shards=shards,
                 artifact_sink=blob_artifact_sink(runtime, run_id),
             )
+    except run_state.RunCancelled:
+        log.info("run %s was cancelled; stopped at a progress point", run_id)
+        return "cancelled"
     except Interrupted as stop:
         worker_metrics.RUN_DURATION.labels(outcome="interrupted").observe(time.monotonic() - started)
         if stop.requeue and run_state.requeue(factory, run_id, worker, f"re-queued: {stop}"):
             log.info("run %s interrupted (%s) and re-queued", run_id, stop)
             return "requeued"
+        if run_state.status_of(factory, run_id) == RunStatus.cancelled:
+            # The heartbeat saw the cancellation before a progress write did.
+            log.info("run %s was cancelled; stopped at a progress point", run_id)
+            return "cancelled"
         log.info("run %s interrupted: %s", run_id, stop)
         return "interrupted"
     except OperationalError:

@@ -9,6 +9,7 @@ from app.orm import DatasetRecord, ModelRecord, Run, RunStatus
 from app.orm.base import utcnow
 from app.jobs.queue import DispatchError, JobQueue
 from app.jobs.registry import RUN
+from app.services.model_refs import find_model
 from models.specs import parse_arch
 from models.errors import InputError
 from workers.preflight import preflight
@@ -25,9 +26,10 @@ def _resolve_model(session: Session, spec: RunSpec) -> ModelRecord | None:
     """Fill ``spec.model.arch`` from the uploaded model and check the two agree."""
     if spec.model.weights is None:
         return None
-    record = session.get(ModelRecord, spec.model.weights)
+    record = find_model(session, spec.model.weights)
     if record is None:
-        raise InputError.at(["model", "weights"], f"no uploaded model with id '{spec.model.weights}' (see GET /api/v1/models)")
+        raise InputError.at(["model", "weights"], f"no uploaded model '{spec.model.weights}' (see GET /api/v1/models)")
+    spec.model.weights = record.id  # the run keeps the model it measured, not the moving `latest:` label
     stored_arch = parse_arch(record.arch)
     if spec.model.arch is None:
         spec.model.arch = stored_arch
@@ -68,7 +70,9 @@ def choose_queue(probes: dict[str, Probe], settings: Settings) -> Queue:
     return Queue.cpu
 
 
-def create_run(session: Session, spec: RunSpec, settings: Settings, jobs: JobQueue) -> Run:
+def create_run(
+    session: Session, spec: RunSpec, settings: Settings, jobs: JobQueue, created_by: str | None = None
+) -> Run:
     """Validate and store a run, then hand it to a worker.
 
     Raises ``InputError`` (locations relative to the run spec) before anything is stored, and
@@ -87,6 +91,7 @@ def create_run(session: Session, spec: RunSpec, settings: Settings, jobs: JobQue
         status=RunStatus.queued,
         progress=0.0,
         attempts=0,
+        created_by=created_by,
     )
     session.add(run)
     session.commit()  # enqueue only after commit: the worker must find the row

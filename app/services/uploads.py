@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -57,6 +58,16 @@ def parse_tags(raw: str | None) -> list[str]:
     return tags
 
 
+@dataclass(frozen=True)
+class ModelProvenance:
+    """Where a checkpoint came from, as the uploader (usually a CI job) reports it."""
+
+    version: str | None = None
+    commit: str | None = None
+    branch: str | None = None
+    ci_url: str | None = None
+
+
 @contextmanager
 def _staged_upload(store: BlobStore, handle: BinaryIO, max_bytes: int, fmt: str) -> Iterator[IncomingBlob]:
     """Copy the upload into a temporary blob; the caller validates ``blob.path`` then commits."""
@@ -77,6 +88,8 @@ def create_model(
     name: str | None,
     tags: str | None,
     max_bytes: int,
+    provenance: ModelProvenance = ModelProvenance(),
+    created_by: str | None = None,
 ) -> tuple[ModelRecord, bool]:
     """Validate the arch and the checkpoint against it; return (record, bytes already stored)."""
     try:
@@ -98,6 +111,8 @@ def create_model(
         size_bytes=stored.size_bytes,
         format=fmt,
         parameter_count=count_parameters(model),
+        created_by=created_by,
+        **{field: (value or None) for field, value in asdict(provenance).items()},
     )
     session.add(record)
     session.commit()
@@ -112,6 +127,7 @@ def create_dataset(
     filename: str | None,
     name: str | None,
     max_bytes: int,
+    created_by: str | None = None,
 ) -> tuple[DatasetRecord, bool]:
     fmt = file_format(filename, DATASET_FORMATS)
     with _staged_upload(store, handle, max_bytes, fmt) as blob:
@@ -124,6 +140,7 @@ def create_dataset(
         size_bytes=stored.size_bytes,
         format=fmt,
         description=dataset.describe(),
+        created_by=created_by,
     )
     session.add(record)
     session.commit()

@@ -43,6 +43,8 @@ def test_serve_embedded_default_answers_healthz(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+    start_up = process.stdout.read().decode().splitlines()[0]
+    assert start_up.endswith("auth: off: no API keys, every caller is the one local user (PRIORPROBE_AUTH=required to change)")
 
 
 # inductive_bias in 16 shards: several seconds of work with a progress point after every shard.
