@@ -17,7 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.core import GaugeMetricFamily
 from sqlalchemy import func, select
 
-from app.config import Queue
+from app.api.auth import ReadAccess
 from app.orm import Run, RunStatus
 from app.runtime import Runtime
 
@@ -88,5 +88,7 @@ def install_prometheus(app: FastAPI, runtime: Runtime) -> None:
         return response
 
     @app.get("/metrics", include_in_schema=False)
-    def prometheus_metrics() -> Response:
+    def prometheus_metrics(_: ReadAccess) -> Response:
+        # A read like any other: with keys required, scrape with a read key (Prometheus's
+        # ``authorization: {credentials: ...}``).
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
