@@ -107,15 +107,38 @@ def _train_chunk(
     progress: Progress | None,
 ) -> Ensemble:
     ensemble = build_members(arch, seeds, device)
-    X, y = dataset.X_train.to(ensemble_device(ensemble)), dataset.y_train.to(ensemble_device(ensemble))
     generators = [torch.Generator().manual_seed(data_order_seed(int(s))) for s in seeds]
+
+    def orders(epoch: int, n: int) -> torch.Tensor:
+        # One randperm per member, drawn exactly as train_model draws its order.
+        return torch.stack([torch.randperm(n, generator=g) for g in generators])
+
+    return train_members(ensemble, dataset, train_spec, loss, orders, progress)
+
+
+def train_members(
+    ensemble: Ensemble,
+    dataset: Dataset,
+    train_spec: TrainSpec,
+    loss: str,
+    orders: Callable[[int, int], torch.Tensor],
+    progress: Progress | None = None,
+) -> Ensemble:
+    """Train the members of ``ensemble`` from their current parameters, member j visiting the
+    training rows in the order ``orders(epoch, n_train)[j]`` (an ``(S, n_train)`` permutation per
+    epoch). ``_train_chunk`` draws the orders from each hypothesis's data-order seed; the rare-event
+    latent space (``latent_spaces.trained_latent``) derives them from its latent normals."""
+    X, y = dataset.X_train.to(ensemble_device(ensemble)), dataset.y_train.to(ensemble_device(ensemble))
+    # The optimizer needs leaf tensors; build_members already makes them, derived parameters are copied.
+    params = {k: v if v.is_leaf and v.requires_grad else v.detach().clone().requires_grad_(True)
+              for k, v in ensemble.params.items()}
+    ensemble = Ensemble(params, ensemble.buffers, ensemble.base)
     optimizer = make_optimizer(train_spec, list(ensemble.params.values()))
     n = X.shape[0]
     for epoch in range(train_spec.epochs):
-        # One randperm per member, drawn exactly as train_model draws its order.
-        orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(X.device)
+        epoch_orders = orders(epoch, n).to(X.device)
         for start in range(0, n, train_spec.batch_size):
-            idx = orders[:, start : start + train_spec.batch_size]
+            idx = epoch_orders[:, start : start + train_spec.batch_size]
             outputs = ensemble_forward_each(ensemble, _gather_rows(X, idx))
             optimizer.zero_grad(set_to_none=True)
             # The sum of the members' own mean losses: member j's gradient is its own loss's.
