@@ -44,7 +44,23 @@ def serve(host: str, port: int, reload: bool) -> None:
     else:
         auth = "off: no API keys, every caller is the one local user (PRIORPROBE_AUTH=required to change)"
     click.echo(f"PriorProbe API on http://{host}:{port}/docs, mode: {mode}, auth: {auth}")
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, reload=reload)
+    _configure_logging(settings.log_format, "INFO")
+    # On SIGTERM/Ctrl-C uvicorn runs the app's shutdown: the embedded worker's running job stops
+    # at its next progress point and its run is re-queued (resumed at the next start).
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, reload=reload,
+                log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+                timeout_graceful_shutdown=10)
+
+
+def _configure_logging(log_format: str, level: str) -> None:
+    import logging
+
+    from app.observability.log_context import configure_json_logging
+
+    if log_format == "json":
+        configure_json_logging(level)
+    else:
+        logging.basicConfig(level=level)
 
 
 @main.command()
@@ -60,16 +76,62 @@ def worker(queues: str, concurrency: int, pool: str, hostname: str | None, logle
     settings = get_settings()
     if settings.embedded:
         raise click.UsageError("set PRIORPROBE_BROKER_URL (e.g. redis://127.0.0.1:6379/0) and PRIORPROBE_DATABASE_URL")
+    import os
+    import tempfile
+
+    if settings.worker_metrics_port:
+        # Pool children are processes: prometheus-client's multiprocess mode sums their samples.
+        # It must be set before prometheus_client is imported (it picks its value class then).
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="priorprobe-metrics-"))
     # torch.optim imports torch._dynamo on the first optimizer it builds: 2-5 s here. Importing it
     # in the parent once means every pool child (recycled every max_tasks_per_child jobs) inherits it.
     import torch._dynamo  # noqa: F401
+    from celery import signals
 
     from app.jobs.celery_app import create_celery
+    from app.observability.worker_metrics import serve_worker_metrics
 
+    if settings.worker_metrics_port:
+        serve_worker_metrics(settings.worker_metrics_port)
+
+    def setup_logging(loglevel=None, **_) -> None:  # connected: Celery then leaves logging to us
+        _configure_logging(settings.log_format, loglevel or "INFO")
+
+    signals.setup_logging.connect(setup_logging, weak=False)
     argv = ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
     if hostname:
         argv.append(f"--hostname={hostname}")
     create_celery(settings).worker_main(argv)
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the recovery jobs every PRIORPROBE_RECOVER_EVERY_S in a distributed deployment: the
+    reaper (runs and shards whose worker died go back to the queue, or fail after
+    PRIORPROBE_MAX_RUN_ATTEMPTS) and the reconciler (queued runs with no broker message, e.g. after
+    a broker restart, are enqueued again). Safe to run more than one; stops on SIGTERM/Ctrl-C."""
+    import signal
+    import threading
+
+    from app.config import get_settings
+    from app.jobs.celery_app import create_celery
+    from app.jobs.celery_queue import CeleryJobQueue
+    from app.jobs.periodic import PeriodicJobs
+    from app.runtime import Runtime
+
+    settings = get_settings()
+    if settings.embedded:
+        raise click.UsageError("the embedded server runs its own scheduler; this is for PRIORPROBE_BROKER_URL deployments")
+    _configure_logging(settings.log_format, "INFO")
+    runtime = Runtime(settings)
+    periodic = PeriodicJobs(runtime, CeleryJobQueue(create_celery(settings)))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"scheduler: reaper and reconciler every {settings.recover_every_s} s", err=True)
+    while not stop.wait(settings.recover_every_s):
+        periodic.run_once()
+    runtime.dispose()
 
 
 def _npy_file_sink(out_path: Path):

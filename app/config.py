@@ -40,6 +40,15 @@ class Settings(BaseSettings):
     # may be claimed again by the redelivered message.
     stale_run_after_s: float = Field(default=300.0, gt=0)
     heartbeat_every_s: float = Field(default=15.0, gt=0)
+    max_run_attempts: int = Field(default=3, gt=0, description="Attempts a run gets when its workers keep dying; then it fails.")
+    recover_every_s: float = Field(
+        default=30.0, gt=0, description="Period of the reaper and the reconciler (app/jobs/periodic.py)."
+    )
+    requeue_after_s: float = Field(
+        default=120.0, gt=0, description="A run queued this long with no message in the broker is enqueued again."
+    )
+    worker_metrics_port: int = Field(default=9808, ge=0, lt=65536, description="Prometheus port of a worker; 0 = off.")
+    log_format: Literal["json", "text"] = Field(default="json", description="Logs of serve, worker and scheduler.")
     task_time_limit_s: int = Field(default=6 * 3600, gt=0, description="Hard limit per run on a Celery worker.")
     worker_max_tasks_per_child: int = Field(default=20, gt=0, description="Recycle workers to hand GPU memory back.")
     auth: Literal["required", "off"] | None = Field(

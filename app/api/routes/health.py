@@ -1,10 +1,12 @@
-"""``GET /healthz``: is the database reachable, and the broker (or the embedded worker)?"""
+"""``GET /healthz``: is the database reachable and at the Alembic head, and the broker (or the
+embedded worker)?"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 from sqlalchemy import text
 
+from app.api.errors import RETRY_AFTER_S
 from app.deps import JobQueueDep, RuntimeDep
 from app.schemas.probes import Health
 
@@ -12,11 +14,13 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health, operation_id="healthz")
-def healthz(runtime: RuntimeDep, jobs: JobQueueDep, response: Response) -> Health:
+def healthz(runtime: RuntimeDep, jobs: JobQueueDep, request: Request, response: Response) -> Health:
+    migrations = "unknown (database unreachable)"
     try:
         with runtime.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         database = "ok"
+        migrations = request.app.state.schema.check() or "ok"
     except Exception as exc:
         database = f"unreachable: {type(exc).__name__}"
     if runtime.settings.embedded:
@@ -27,12 +31,14 @@ def healthz(runtime: RuntimeDep, jobs: JobQueueDep, response: Response) -> Healt
             broker = "ok"
         except Exception as exc:
             broker = f"unreachable: {type(exc).__name__}"
-    healthy = database == "ok" and broker in ("ok", "embedded")
+    healthy = database == "ok" and migrations == "ok" and broker in ("ok", "embedded")
     if not healthy:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return Health(
         status="ok" if healthy else "degraded",
         mode="embedded" if runtime.settings.embedded else "distributed",
         database=database,
         broker=broker,
+        migrations=migrations,
     )
