@@ -49,8 +49,8 @@ from workers.probes.functional.generalized_chi2 import epsilon_for_bits, log_cdf
 from workers.probes.functional.latent_spaces import LatentSpace, init_latent, kernel_latent
 from workers.probes.functional.linear_gaussian import linear_gaussian_mse_law
 from workers.probes.functional.bits_estimate import EXTRAPOLATION_THRESHOLD
-from workers.probes.functional.intervals import clopper_pearson
-from workers.probes.functional.noncentral_chi2 import bits_below, mle_fit
+from workers.probes.functional.intervals import bootstrap_mle_refits, clopper_pearson
+from workers.probes.functional.noncentral_chi2 import bits_below, bits_below_fits, mle_fit
 from workers.probes.functional.tail_families import FamilyEstimate, lognormal_estimate, span_interval
 from workers.probes.functional.rare_event import DEFAULT_MOVES_PER_STATE, rare_event_bits
 
@@ -126,13 +126,12 @@ class FittedTail:
 
     def __init__(self, losses: np.ndarray, n_boot: int, seed: int):
         self.fit = mle_fit(losses)
-        indices = np.random.default_rng(seed).integers(0, losses.size, size=(n_boot, losses.size))
-        self.boot_fits = [mle_fit(losses[row], self.fit) for row in indices]
+        self.boot_fits = bootstrap_mle_refits(losses, n_boot, seed, self.fit)
         self.losses = losses
 
     def __call__(self, epsilon: float) -> tuple[float, tuple[float, float], int]:
         """The non-central chi-squared fit's ``(bits, ci95, n_below)`` at ``epsilon``."""
-        boot = np.array([bits_below(epsilon, fit) for fit in self.boot_fits])
+        boot = bits_below_fits(epsilon, self.boot_fits)
         low, high = np.percentile(boot, [2.5, 97.5])
         return bits_below(epsilon, self.fit), (float(low), float(high)), int(np.count_nonzero(self.losses <= epsilon))
 
