@@ -17,7 +17,8 @@ import torch
 
 from models.loading import load_checkpoint
 from models.registry import build_model, count_parameters
-from models.specs import ArchSpec
+from models.graph.store import load_graph, uploaded_model
+from models.specs import ArchSpec, OnnxSpec
 from workers.data.builtin import load_builtin
 from workers.data.dataset import Dataset
 from workers.data.files import load_dataset_file
@@ -126,10 +127,24 @@ def prepare_model(
 ) -> PreparedModel:
     if spec.model.arch is None:
         raise InputError.at(["model", "arch"], "an architecture spec is required")
+    if isinstance(spec.model.arch, OnnxSpec):
+        return _prepare_graph(spec.model.arch, weights_path, device)
     model = build_model(spec.model.arch, seed=spec.seed, device=device)
     if weights_path is not None:
         load_checkpoint(weights_path, model, format=weights_format)
     return PreparedModel(spec.model.arch, model, weights_path is not None, device)
+
+
+def _prepare_graph(arch: OnnxSpec, weights_path: Path | None, device: torch.device) -> PreparedModel:
+    """An ONNX space: its file is the uploaded member, and must be the graph ``arch`` names."""
+    if weights_path is None:
+        raise InputError.at(["model", "weights"], "an ONNX architecture needs its .onnx file (or uploaded model id) as weights")
+    sha, _ = load_graph(weights_path, bind=tuple(arch.input.shape))
+    if sha != arch.graph:
+        raise InputError.at(
+            ["model", "arch", "graph"], f"names graph {arch.graph[:12]}... but the weights file is graph {sha[:12]}..."
+        )
+    return PreparedModel(arch, uploaded_model(sha).to(device).eval(), True, device)
 
 
 def probe_context(

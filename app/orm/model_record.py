@@ -22,4 +22,6 @@ class ModelRecord(Base):
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     format: Mapped[str] = mapped_column(String(16))
     parameter_count: Mapped[int] = mapped_column(BigInteger)
+    # ONNX uploads: the check against onnxruntime at upload (models.graph.describe); None otherwise.
+    conversion: Mapped[dict | None] = mapped_column(JSONDocument, nullable=True, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

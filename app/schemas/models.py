@@ -17,6 +17,7 @@ class ModelRead(BaseModel):
     size_bytes: int
     format: str
     parameter_count: int
+    conversion: dict | None = None  # ONNX uploads: agreement with onnxruntime, checked at upload
     created_at: datetime
 
 

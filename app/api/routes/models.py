@@ -8,9 +8,10 @@ from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, sta
 from sqlalchemy import func, select
 
 from app.deps import RuntimeDep, SessionDep
-from app.orm import ModelRecord
+from app.orm import DatasetRecord, ModelRecord
 from app.schemas.models import ModelCreated, ModelList, ModelRead
 from app.services.uploads import create_model
+from models.errors import InputError
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -19,11 +20,25 @@ router = APIRouter(prefix="/models", tags=["models"])
 def upload_model(
     session: SessionDep,
     runtime: RuntimeDep,
-    file: Annotated[UploadFile, File(description="Checkpoint: .safetensors (preferred) or a weights-only .pt state dict.")],
-    arch: Annotated[str, Form(description='Architecture spec as JSON, e.g. {"name": "mlp", "in_dim": 64, ...}.')],
+    file: Annotated[
+        UploadFile,
+        File(description="Checkpoint: .safetensors (preferred), a weights-only .pt state dict, a .pt2, or an .onnx graph."),
+    ],
+    arch: Annotated[
+        str | None, Form(description='Architecture spec as JSON, e.g. {"name": "mlp", "in_dim": 64, ...}; none for .onnx.')
+    ] = None,
     name: Annotated[str | None, Form(max_length=200)] = None,
     tags: Annotated[str | None, Form(description="JSON list or comma-separated.")] = None,
+    dataset: Annotated[
+        str | None,
+        Form(description=".onnx only: an uploaded dataset id whose samples bind dynamic input axes and feed the onnxruntime check."),
+    ] = None,
 ) -> ModelCreated:
+    dataset_record = None
+    if dataset:
+        dataset_record = session.get(DatasetRecord, dataset)
+        if dataset_record is None:
+            raise InputError.at(["dataset"], f"no uploaded dataset with id '{dataset}'")
     record, already_stored = create_model(
         session,
         runtime.store,
@@ -33,6 +48,9 @@ def upload_model(
         name=name,
         tags=tags,
         max_bytes=runtime.settings.max_upload_bytes,
+        graph_limits=runtime.settings.graph_limits(),
+        dataset=dataset_record,
+        dataset_path=runtime.store.path_for(dataset_record.sha256) if dataset_record else None,
     )
     return ModelCreated.model_validate({**ModelRead.model_validate(record).model_dump(), "already_stored": already_stored})
 
