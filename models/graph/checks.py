@@ -121,16 +121,10 @@ def check_structure(model: onnx.ModelProto, limits: GraphLimits) -> None:
         raise refuse(f"the model defines {len(model.functions)} local functions; only standard operators are accepted", "custom_op")
     if model.training_info:
         raise refuse("the model carries training info; export it for inference", "unsupported")
-    opset = standard_opset(model)
+    standard_opset(model)
+    graphs = subgraphs(model.graph, limits.max_subgraph_depth)
     n_nodes = n_inits = init_bytes = 0
-    # (graph, depth) pairs still to visit; iterative so a deep nesting cannot exhaust the stack.
-    pending = [(model.graph, 0)]
-    while pending:
-        graph, depth = pending.pop()
-        if depth > limits.max_subgraph_depth:
-            raise refuse(
-                f"subgraphs (If/Loop/Scan bodies) are nested deeper than {limits.max_subgraph_depth} levels", "too_deep"
-            )
+    for graph in graphs:
         if graph.sparse_initializer:
             raise refuse("sparse initializers are not supported", "unsupported")
         n_nodes += len(graph.node)
@@ -149,9 +143,6 @@ def check_structure(model: onnx.ModelProto, limits: GraphLimits) -> None:
                     raise refuse("sparse tensors are not supported", "unsupported")
                 for tensor in attr.tensors:
                     init_bytes += check_tensor(tensor, f"attribute {attr.name!r} of node {node.name or node.op_type!r}")
-                if attr.HasField("g"):
-                    pending.append((attr.g, depth + 1))
-                pending.extend((g, depth + 1) for g in attr.graphs)
             if node.domain not in _STANDARD_DOMAINS:
                 raise refuse(
                     f"node {node.name or node.op_type!r} uses operator domain {node.domain!r}; only the standard "
@@ -168,7 +159,26 @@ def check_structure(model: onnx.ModelProto, limits: GraphLimits) -> None:
             raise refuse(
                 f"the initializers claim more than {limits.max_initializer_bytes} bytes", "too_large"
             )
-    del opset
+
+
+def subgraphs(graph: onnx.GraphProto, max_depth: int) -> list[onnx.GraphProto]:
+    """``graph`` and every subgraph in it (If/Loop/Scan bodies), refusing nesting beyond ``max_depth``.
+
+    Iterative, so a deep nesting cannot exhaust the stack; checked before anything else looks at
+    the nodes, so the refusal names the depth.
+    """
+    found, pending = [], [(graph, 0)]
+    while pending:
+        current, depth = pending.pop()
+        if depth > max_depth:
+            raise refuse(f"subgraphs (If/Loop/Scan bodies) are nested deeper than {max_depth} levels", "too_deep")
+        found.append(current)
+        for node in current.node:
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    pending.append((attr.g, depth + 1))
+                pending.extend((g, depth + 1) for g in attr.graphs)
+    return found
 
 
 def standard_opset(model: onnx.ModelProto) -> int:
