@@ -335,6 +335,9 @@ def _pad(x: list, a: dict) -> list:
     for d in reversed(range(first, inp.dim())):
         k = axes.index(d) if d in axes else None
         torch_pads += [0, 0] if k is None else [pads[k], pads[k + len(axes)]]
+    # Unpadded leading axes are left out: torch's reflect/replicate/circular pad trailing dims only.
+    while torch_pads[-2:] == [0, 0] and len(torch_pads) > 2:
+        torch_pads = torch_pads[:-2]
     check_size([d + pads[axes.index(i)] + pads[axes.index(i) + len(axes)] if i in axes else d
                 for i, d in enumerate(inp.shape)], "Pad")
     if mode == "constant":
