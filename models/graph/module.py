@@ -76,6 +76,19 @@ class GraphModule(nn.Module):
                     values[name] = result
         return values[self._output].squeeze(0)
 
+    def spectral_weights(self):
+        """(layer name, layer type, weight in torch's layout) of every weight matrix or kernel.
+
+        The layer name drops a trailing ``.weight`` (``layers.0.weight`` -> ``layers.0``, as a
+        module name); ``linear_t`` weights are given transposed, as ``nn.Linear`` stores them.
+        """
+        for path, param in self.named_parameters():
+            layout = self.roles[path].layout
+            if layout is None:
+                continue
+            name = path.removesuffix(".weight") if path.endswith(".weight") else path
+            yield name, "linear" if layout == "linear_t" else layout, param.T if layout == "linear_t" else param
+
     def get_parameter_or_buffer(self, path: str) -> torch.Tensor:
         module_path, _, leaf = path.rpartition(".")
         return getattr(self.get_submodule(module_path) if module_path else self, leaf)

@@ -39,8 +39,13 @@ _FLOAT_TYPES = (TensorProto.FLOAT, TensorProto.DOUBLE, TensorProto.FLOAT16, Tens
 
 @dataclass(frozen=True)
 class ParamRole:
+    """``layout`` says how a weight is stored, for probes that read layers (weight_spectrum):
+    ``linear`` (out, in) as ``nn.Linear``, ``linear_t`` (in, out), ``conv1d``/``conv2d``/``conv3d``
+    (out, in/group, *kernel), ``embedding`` (vocab, dim); None for biases and norms."""
+
     role: Role
     fan_in: int | None = None
+    layout: str | None = None
 
 
 def parameter_roles(graph: onnx.GraphProto) -> dict[str, ParamRole]:
@@ -54,10 +59,13 @@ def parameter_roles(graph: onnx.GraphProto) -> dict[str, ParamRole]:
     # Transpose/Identity/Cast first (exports without constant folding transpose Linear weights).
     seen_as: dict[str, tuple[str, list[int]]] = {name: (name, list(t.dims)) for name, t in inits.items()}
 
-    def claim(name: str, role: Role, fan_in: int | None = None) -> None:
-        source = seen_as.get(name, (name, []))[0]
+    def claim(name: str, role: Role, fan_in: int | None = None, layout: str | None = None) -> None:
+        source, shape = seen_as.get(name, (name, []))
         if source in inits and source not in roles:
-            roles[source] = ParamRole(role, fan_in)
+            if layout in ("linear", "linear_t") and shape != list(inits[source].dims):
+                # Transposed on the way (Transpose node): the stored layout is the other one.
+                layout = "linear_t" if layout == "linear" else "linear"
+            roles[source] = ParamRole(role, fan_in, layout)
 
     def dims(name: str) -> list[int]:
         return seen_as[name][1]
@@ -75,17 +83,18 @@ def parameter_roles(graph: onnx.GraphProto) -> dict[str, ParamRole]:
         if node.op_type == "Conv" and len(ins) > 1 and ins[1] in seen_as:
             w = dims(ins[1])
             fan_in = w[1] * math.prod(w[2:]) if len(w) > 1 else 1
-            claim(ins[1], "weight", fan_in)
+            conv_layout = {3: "conv1d", 4: "conv2d", 5: "conv3d"}.get(len(w))
+            claim(ins[1], "weight", fan_in, conv_layout)
             if len(ins) > 2 and ins[2]:
                 claim(ins[2], "bias", fan_in)
         elif node.op_type == "Gemm" and len(ins) > 1 and ins[1] in seen_as and len(dims(ins[1])) == 2:
             fan_in = dims(ins[1])[1] if attrs.get("transB", 0) else dims(ins[1])[0]
-            claim(ins[1], "weight", fan_in)
+            claim(ins[1], "weight", fan_in, "linear" if attrs.get("transB", 0) else "linear_t")
             if len(ins) > 2 and ins[2]:
                 claim(ins[2], "bias", fan_in)
         elif node.op_type == "MatMul" and len(ins) == 2 and ins[1] in seen_as and len(dims(ins[1])) == 2:
             fan_in = dims(ins[1])[0]
-            claim(ins[1], "weight", fan_in)
+            claim(ins[1], "weight", fan_in, "linear_t")
             matmul_fan_in[node.output[0]] = fan_in
         elif node.op_type == "Add" and len(ins) == 2:
             for produced, other in ((ins[0], ins[1]), (ins[1], ins[0])):
@@ -97,5 +106,5 @@ def parameter_roles(graph: onnx.GraphProto) -> dict[str, ParamRole]:
             if len(ins) > 2 and ins[2]:
                 claim(ins[2], "norm_shift")
         elif node.op_type == "Gather" and ins and ins[0] in seen_as:
-            claim(ins[0], "embedding")
+            claim(ins[0], "embedding", None, "embedding" if len(dims(ins[0])) == 2 else None)
     return roles
