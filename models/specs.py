@@ -205,3 +205,58 @@ def input_signature(spec: MLPSpec | CNNSpec | ViTSpec | TransformerSpec | OnnxSp
     if isinstance(spec.input, TokenInput):
         return "tokens", (spec.seq_len,)
     return "sequence", (spec.seq_len, spec.input.dim)
+
+
+def data_input_for(sample_shape: tuple[int, ...], integer: bool) -> DataInput | None:
+    """What a dataset's own sample shape says about its inputs, when it says enough.
+
+    Rank-3 float samples are images ``[C, H, W]``, rank-2 sequences, rank-1 feature vectors;
+    integer ids say nothing about their vocabulary, so they give None.
+    """
+    kind = {3: "image", 2: "sequence", 1: "tabular"}.get(len(sample_shape))
+    if integer or kind is None or not all(d >= 1 for d in sample_shape):
+        return None
+    return DataInput(kind=kind, shape=list(sample_shape))
+
+
+def data_signature(
+    arch: MLPSpec | CNNSpec | ViTSpec | TransformerSpec | OnnxSpec, data: DataInput | None
+) -> tuple[InputKind, tuple[int, ...]]:
+    """The kind and per-sample shape of the *data* the model is probed with.
+
+    Without ``data`` (``task.input``), the architecture's own ``input_signature``. An architecture
+    that takes flat feature vectors (``mlp``, an ONNX graph with a rank-1 input) consumes any data
+    of as many values, flattened: an MLP of ``in_dim = C*H*W`` is probed with images, so image
+    transforms apply to it exactly as to a CNN. Otherwise ``data`` must match the architecture.
+
+    Raises ``ValueError`` (message for ``task.input``) when they do not fit.
+    """
+    kind, shape = input_signature(arch)
+    if data is None:
+        return kind, shape
+    data_shape = tuple(data.shape)
+    if data_shape == shape and (data.kind == "tokens") == (kind == "tokens"):
+        return data.kind, data_shape
+    flat = kind == "tabular" and len(shape) == 1
+    if flat and data.kind != "tokens" and _prod(data_shape) == shape[0]:
+        return data.kind, data_shape
+    raise ValueError(
+        f"{data.kind} samples of shape {list(data_shape)} do not fit the {arch.name}, which takes {kind} inputs of "
+        f"shape {list(shape)}" + (" (flat models take any data of as many values)" if flat else "")
+    )
+
+
+def _prod(shape: tuple[int, ...]) -> int:
+    out = 1
+    for d in shape:
+        out *= d
+    return out
+
+
+def token_vocab_size(spec: MLPSpec | CNNSpec | ViTSpec | TransformerSpec | OnnxSpec) -> int:
+    """The vocabulary of a model that takes token ids (``ValueError`` for any other)."""
+    if isinstance(spec, TransformerSpec) and isinstance(spec.input, TokenInput):
+        return spec.input.vocab_size
+    if isinstance(spec, OnnxSpec) and spec.input.kind == "tokens" and spec.input.vocab_size is not None:
+        return spec.input.vocab_size
+    raise ValueError(f"the {spec.name} does not take token ids")

@@ -14,7 +14,7 @@ from models.errors import InputError
 from workers.probes.base import Probe
 from workers.probes.registry import instantiate_probes
 from workers.runner import load_task_dataset
-from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef
+from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef, with_data_input
 
 
 def _without_init(arch: dict) -> dict:
@@ -77,8 +77,9 @@ def create_run(session: Session, spec: RunSpec, settings: Settings, dispatcher: 
     ``DispatchError`` if the broker is unreachable (the run is then stored as failed, saying so).
     """
     model = _resolve_model(session, spec)
-    probes = instantiate_probes(spec)
     dataset, description = _resolve_dataset(session, spec)
+    spec = with_data_input(spec, description)
+    probes = instantiate_probes(spec)
     if description is not None:
         errors = []
         for probe in probes.values():

@@ -23,7 +23,7 @@ from models.loading import load_checkpoint
 from models.registry import build_model, count_parameters
 from models.graph.checks import GraphLimits
 from models.graph.describe import check_inputs, describe_graph, require_agreement
-from models.specs import DataInput, parse_arch
+from models.specs import DataInput, data_input_for, parse_arch
 from workers.data.files import load_dataset_file
 from models.errors import InputError
 
@@ -171,15 +171,8 @@ def _create_onnx_model(
 
 
 def data_input_of(sample_shape: tuple[int, ...], x_dtype: str) -> DataInput | None:
-    """The data's own description of its samples (``task.input``) when its shape says enough.
-
-    Rank-3 float samples are images ``[C, H, W]``, rank-2 sequences, rank-1 feature vectors;
-    integer ids say nothing about their vocabulary here, so they give None.
-    """
-    if x_dtype.startswith(("torch.int", "int", "uint", "torch.uint")):
-        return None
-    kind = {3: "image", 2: "sequence", 1: "tabular"}.get(len(sample_shape))
-    return DataInput(kind=kind, shape=list(sample_shape)) if kind else None
+    """``models.specs.data_input_for`` from a dataset's described shape and dtype."""
+    return data_input_for(tuple(sample_shape), x_dtype.removeprefix("torch.").startswith(("int", "uint")))
 
 
 def create_dataset(

@@ -29,11 +29,16 @@ _DESCRIPTIVE = {"arch"}
 
 
 def _close(a, b, path="", skip=_DESCRIPTIVE) -> list[str]:
-    """Paths where ``a`` and ``b`` differ beyond float32 evaluation noise (keys in ``skip`` ignored)."""
+    """Paths where ``a`` and ``b`` differ beyond float32 evaluation noise.
+
+    Keys in ``skip`` are ignored; with ``"init"`` in it, every key starting with ``init`` is (the
+    random members' numbers, e.g. ``init_mean`` in a ranking).
+    """
     if isinstance(a, dict) and isinstance(b, dict):
         if set(a) != set(b):
             return [f"{path}: keys {sorted(set(a) ^ set(b))}"]
-        return [d for k in a if k not in skip for d in _close(a[k], b[k], f"{path}.{k}", skip)]
+        kept = [k for k in a if k not in skip and not ("init" in skip and k.startswith("init"))]
+        return [d for k in kept for d in _close(a[k], b[k], f"{path}.{k}", skip)]
     if isinstance(a, list) and isinstance(b, list):
         if len(a) != len(b):
             return [f"{path}: lengths {len(a)} != {len(b)}"]
