@@ -45,20 +45,27 @@ def serve(host: str, port: int, reload: bool) -> None:
 
 @main.command()
 @click.option("--queues", default="cpu,gpu", show_default=True, help="Comma-separated queues to consume.")
-@click.option("--concurrency", default=1, show_default=True, type=int, help="Runs executed at once.")
+@click.option("--concurrency", default=1, show_default=True, type=int, help="Jobs executed at once.")
 @click.option("--pool", default="prefork", show_default=True, type=click.Choice(["prefork", "solo", "threads"]))
+@click.option("--hostname", default=None, help="Node name, e.g. gpu0@%h (default: celery@%h); must differ per worker on a host.")
 @click.option("--loglevel", default="INFO", show_default=True)
-def worker(queues: str, concurrency: int, pool: str, loglevel: str) -> None:
-    """Run a Celery worker that executes queued runs (needs PRIORPROBE_BROKER_URL)."""
+def worker(queues: str, concurrency: int, pool: str, hostname: str | None, loglevel: str) -> None:
+    """Run a Celery worker that executes every kind of job (needs PRIORPROBE_BROKER_URL)."""
     from app.config import get_settings
 
-    if get_settings().embedded:
+    settings = get_settings()
+    if settings.embedded:
         raise click.UsageError("set PRIORPROBE_BROKER_URL (e.g. redis://127.0.0.1:6379/0) and PRIORPROBE_DATABASE_URL")
-    from workers.celery_app import celery_app
+    # torch.optim imports torch._dynamo on the first optimizer it builds: 2-5 s here. Importing it
+    # in the parent once means every pool child (recycled every max_tasks_per_child jobs) inherits it.
+    import torch._dynamo  # noqa: F401
 
-    celery_app.worker_main(
-        ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
-    )
+    from app.jobs.celery_app import create_celery
+
+    argv = ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
+    if hostname:
+        argv.append(f"--hostname={hostname}")
+    create_celery(settings).worker_main(argv)
 
 
 def _npy_file_sink(out_path: Path):

@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.runtime import Runtime
-from app.services.dispatch import Dispatcher
+from app.jobs.queue import JobQueue
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -21,10 +21,10 @@ def get_session(runtime: Annotated[Runtime, Depends(get_runtime)]) -> Iterator[S
         yield session
 
 
-def get_dispatcher(request: Request) -> Dispatcher:
-    return request.app.state.dispatcher
+def get_jobs(request: Request) -> JobQueue:
+    return request.app.state.jobs
 
 
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 SessionDep = Annotated[Session, Depends(get_session)]
-DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
+JobQueueDep = Annotated[JobQueue, Depends(get_jobs)]

@@ -14,20 +14,30 @@ from app.config import Settings, get_settings
 from app.migrate import upgrade
 from app.orm import Run, RunStatus
 from app.runtime import Runtime
-from app.services.dispatch import EmbeddedDispatcher, make_dispatcher
+from app.jobs.celery_app import create_celery
+from app.jobs.celery_queue import CeleryJobQueue
+from app.jobs.embedded import EmbeddedJobQueue
+from app.jobs.queue import JobQueue
+from app.jobs.registry import RUN
 
 log = logging.getLogger(__name__)
 _UPLOAD_OVERHEAD_BYTES = 1 << 20  # multipart framing and the form fields beside the file
 
 
-def _resume_embedded_runs(runtime: Runtime, dispatcher: EmbeddedDispatcher) -> None:
+def _job_queue(runtime: Runtime) -> JobQueue:
+    if runtime.settings.embedded:
+        return EmbeddedJobQueue(runtime)
+    return CeleryJobQueue(create_celery(runtime.settings))
+
+
+def _resume_embedded_runs(runtime: Runtime, jobs: EmbeddedJobQueue) -> None:
     """The embedded worker died with its process: pick up what it left queued or half-run."""
     with runtime.session_factory() as session:
         pending = session.scalars(
             select(Run.id).where(Run.status.in_([RunStatus.queued, RunStatus.running])).order_by(Run.created_at)
         ).all()
     for run_id in pending:
-        dispatcher.submit(run_id, "embedded")
+        jobs.enqueue(RUN, {"run_id": run_id}, "embedded")
     if pending:
         log.info("embedded worker resumed %d unfinished runs", len(pending))
 
@@ -43,14 +53,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             # `priorprobe db upgrade` once instead of racing from every API replica.
             settings.data_dir.mkdir(parents=True, exist_ok=True)
             upgrade(settings.resolved_database_url)
-        dispatcher = make_dispatcher(runtime)
-        app.state.dispatcher = dispatcher
-        if isinstance(dispatcher, EmbeddedDispatcher):
-            _resume_embedded_runs(runtime, dispatcher)
+        jobs = _job_queue(runtime)
+        app.state.jobs = jobs
+        if isinstance(jobs, EmbeddedJobQueue):
+            _resume_embedded_runs(runtime, jobs)
         try:
             yield
         finally:
-            dispatcher.close()
+            jobs.close()
             runtime.dispose()
 
     app = FastAPI(

@@ -1,4 +1,5 @@
-"""The long-lived objects a process needs, built once from the settings: engine, sessions, store."""
+"""The long-lived objects a process needs, built once from the settings: engine, sessions, store,
+and the cache of runs prepared for computing shards."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.config import Settings
 from app.db import make_engine, make_session_factory
+from app.services.prepared_runs import PreparedRunCache
 from app.storage import BlobStore
 
 
@@ -28,6 +30,10 @@ class Runtime:
     @cached_property
     def store(self) -> BlobStore:
         return BlobStore(self.settings.resolved_storage_dir)
+
+    @cached_property
+    def prepared_runs(self) -> PreparedRunCache:
+        return PreparedRunCache()
 
     def dispose(self) -> None:
         if "engine" in self.__dict__:

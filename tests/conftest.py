@@ -1,16 +1,18 @@
 """Shared fixtures: the embedded app on SQLite, and the real PostgreSQL + Redis + Celery stack.
 
 Integration fixtures create a throw-away PostgreSQL database and use a dedicated Redis database,
-so test runs never see each other's rows or messages; they start one real Celery worker process.
+so test runs never see each other's rows or messages; they start two real Celery worker processes.
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -117,29 +119,51 @@ def distributed_env(postgres_url, redis_url, shared_data_dir) -> dict[str, str]:
     }
 
 
+@dataclass
+class CeleryWorkers:
+    names: list[str]  # Celery node names, as stored in runs.worker and run_shards.worker
+    processes: list[subprocess.Popen]
+    logs: list[Path]
+
+
 @pytest.fixture(scope="session")
-def celery_worker(distributed_env, tmp_path_factory):
-    """One real Celery worker process consuming both queues, stopped after the session."""
-    log_path = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {**os.environ, **distributed_env, "PYTHONUNBUFFERED": "1"}
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "workers.celery_app:celery_app", "worker", "--queues=cpu,gpu",
-             "--pool=solo", "--concurrency=1", "--loglevel=INFO", f"--hostname=test-{uuid.uuid4().hex[:6]}@%h"],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while "ready." not in log_path.read_text():
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            pytest.fail(f"Celery worker did not start:\n{log_path.read_text()[-3000:]}")
-        time.sleep(0.2)
-    yield process
-    process.terminate()
+def celery_workers(distributed_env, tmp_path_factory):
+    """Two real worker processes started as deployments start them (``priorprobe worker``, prefork
+    pool, one child each), consuming both queues; stopped after the session. Two, so that the path
+    where one worker computes shards of a run another worker owns is exercised."""
+    folder = tmp_path_factory.mktemp("workers")
+    # One torch thread per worker: two workers with a thread per core each oversubscribe a small
+    # machine, and OpenMP threads waiting for descheduled siblings made a 0.2 s shard take 20 s.
+    env = {**os.environ, **distributed_env, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    tag = uuid.uuid4().hex[:6]
+    names = [f"test-{tag}-{letter}@{socket.gethostname()}" for letter in "ab"]
+    processes, logs = [], []
+    for name in names:
+        log_path = folder / f"{name.split('@')[0]}.log"
+        with open(log_path, "w") as log:
+            processes.append(subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "worker", "--queues=cpu,gpu", "--pool=prefork", "--concurrency=1",
+                 "--loglevel=INFO", f"--hostname={name}"],
+                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            ))
+        logs.append(log_path)
+    workers = CeleryWorkers(names, processes, logs)
+    deadline = time.monotonic() + 90
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
+        for process, log_path in zip(processes, logs):
+            while "ready." not in log_path.read_text():
+                if process.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"Celery worker did not start:\n{log_path.read_text()[-3000:]}")
+                time.sleep(0.2)
+        yield workers
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 @pytest.fixture(scope="session")
@@ -153,6 +177,6 @@ def distributed_settings(distributed_env) -> Settings:
 
 
 @pytest.fixture
-def distributed_client(distributed_settings, celery_worker):
+def distributed_client(distributed_settings, celery_workers):
     with TestClient(create_app(distributed_settings)) as client:
         yield client

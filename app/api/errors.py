@@ -11,7 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app.services.dispatch import DispatchError
+from app.jobs.queue import DispatchError
 from app.storage import BlobTooLarge
 from models.errors import InputError
 

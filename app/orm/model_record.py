@@ -14,7 +14,7 @@ class ModelRecord(Base):
     __tablename__ = "models"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    name: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str] = mapped_column(String(200), index=True)
     tags: Mapped[list[str]] = mapped_column(JSONDocument, default=list)
     arch: Mapped[dict] = mapped_column(JSONDocument)
     family: Mapped[str] = mapped_column(String(32), index=True)

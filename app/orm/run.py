@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Float, ForeignKey, Integer, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.orm.base import Base, JSONDocument, new_id, utcnow
@@ -20,6 +20,8 @@ class RunStatus(StrEnum):
 
 class Run(Base):
     __tablename__ = "runs"
+    # A model's runs in the order they finished: the metric trend of a lineage.
+    __table_args__ = (Index("ix_runs_model_finished", "model_id", "finished_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.queued, index=True)

@@ -52,9 +52,11 @@ def record_progress(factory: sessionmaker[Session], run_id: str, fraction: float
         )
 
 
-def heartbeat(factory: sessionmaker[Session], run_id: str) -> None:
+def heartbeat(factory: sessionmaker[Session], run_id: str) -> bool:
+    """Refresh a running run's heartbeat; False when the run is no longer running."""
     with session_scope(factory) as session:
-        session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.running).values(heartbeat_at=utcnow()))
+        result = session.execute(update(Run).where(Run.id == run_id, Run.status == RunStatus.running).values(heartbeat_at=utcnow()))
+        return result.rowcount == 1
 
 
 def record_success(factory: sessionmaker[Session], run_id: str, report: ReportDocument) -> bool:

@@ -7,7 +7,8 @@ from sqlalchemy.orm import Session
 from app.config import Queue, Settings
 from app.orm import DatasetRecord, ModelRecord, Run, RunStatus
 from app.orm.base import utcnow
-from app.services.dispatch import Dispatcher, DispatchError
+from app.jobs.queue import DispatchError, JobQueue
+from app.jobs.registry import RUN
 from models.specs import parse_arch
 from workers.data.compat import check_dataset_fits
 from models.errors import InputError
@@ -70,7 +71,7 @@ def choose_queue(probes: dict[str, Probe], settings: Settings) -> Queue:
     return Queue.cpu
 
 
-def create_run(session: Session, spec: RunSpec, settings: Settings, dispatcher: Dispatcher) -> Run:
+def create_run(session: Session, spec: RunSpec, settings: Settings, jobs: JobQueue) -> Run:
     """Validate and store a run, then hand it to a worker.
 
     Raises ``InputError`` (locations relative to the run spec) before anything is stored, and
@@ -102,7 +103,7 @@ def create_run(session: Session, spec: RunSpec, settings: Settings, dispatcher: 
     session.add(run)
     session.commit()  # enqueue only after commit: the worker must find the row
     try:
-        dispatcher.submit(run.id, queue.value)
+        jobs.enqueue(RUN, {"run_id": run.id}, queue.value)
     except DispatchError as exc:
         run.status, run.error, run.finished_at = RunStatus.failed, f"not queued: {exc}", utcnow()
         session.commit()

@@ -5,29 +5,28 @@ from __future__ import annotations
 from fastapi import APIRouter, Response, status
 from sqlalchemy import text
 
-from app.deps import DispatcherDep, RuntimeDep
+from app.deps import JobQueueDep, RuntimeDep
 from app.schemas.probes import Health
-from app.services.dispatch import CeleryDispatcher
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=Health, operation_id="healthz")
-def healthz(runtime: RuntimeDep, dispatcher: DispatcherDep, response: Response) -> Health:
+def healthz(runtime: RuntimeDep, jobs: JobQueueDep, response: Response) -> Health:
     try:
         with runtime.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         database = "ok"
     except Exception as exc:
         database = f"unreachable: {type(exc).__name__}"
-    if isinstance(dispatcher, CeleryDispatcher):
+    if runtime.settings.embedded:
+        broker = "embedded"
+    else:
         try:
-            dispatcher.ping()
+            jobs.ping()
             broker = "ok"
         except Exception as exc:
             broker = f"unreachable: {type(exc).__name__}"
-    else:
-        broker = "embedded"
     healthy = database == "ok" and broker in ("ok", "embedded")
     if not healthy:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE

@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy import func, select
 
-from app.deps import DispatcherDep, RuntimeDep, SessionDep
+from app.deps import JobQueueDep, RuntimeDep, SessionDep
 from app.orm import Report, Run, RunStatus
 from app.schemas.metrics import RunMetricList
 from app.schemas.runs import RunList, RunRead
@@ -21,9 +21,9 @@ router = APIRouter(prefix="/runs", tags=["runs"])
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=RunRead, operation_id="create_run")
-def submit_run(spec: RunSpec, session: SessionDep, runtime: RuntimeDep, dispatcher: DispatcherDep) -> RunRead:
+def submit_run(spec: RunSpec, session: SessionDep, runtime: RuntimeDep, jobs: JobQueueDep) -> RunRead:
     """Validate the run spec (probe params included), store the run, and queue it."""
-    run = create_run(session, spec, runtime.settings, dispatcher)
+    run = create_run(session, spec, runtime.settings, jobs)
     return RunRead.model_validate(run)
 
 
