@@ -41,11 +41,15 @@ class ResNetStyle(nn.Module):
         self.bn2 = nn.BatchNorm2d(channels)
         self.pool = nn.MaxPool2d(2)
         self.head = nn.Linear(channels, out_dim)
-        # Non-trivial running statistics, as after training, so BatchNorm is not the identity.
+        # Non-trivial statistics, gains and shifts, as after training, so BatchNorm is not the
+        # identity (and no two norms are equal: the exporter would merge equal initializers).
         generator = torch.Generator().manual_seed(1)
-        for bn in (self.bn0, self.bn1, self.bn2):
-            bn.running_mean.uniform_(-0.5, 0.5, generator=generator)
-            bn.running_var.uniform_(0.5, 2.0, generator=generator)
+        with torch.no_grad():
+            for bn in (self.bn0, self.bn1, self.bn2):
+                bn.running_mean.uniform_(-0.5, 0.5, generator=generator)
+                bn.running_var.uniform_(0.5, 2.0, generator=generator)
+                bn.weight.uniform_(0.5, 1.5, generator=generator)
+                bn.bias.uniform_(-0.2, 0.2, generator=generator)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.bn0(self.stem(x)))
