@@ -65,6 +65,26 @@ def _resolve_dataset(session: Session, spec: RunSpec) -> tuple[DatasetRecord | N
     return None, dataset.describe()
 
 
+def _description_if_any(session: Session, spec: RunSpec) -> dict | None:
+    """The task dataset's description when it can be had without error, to infer ``task.input``.
+
+    Problems with the dataset are left for ``_resolve_dataset`` to report, after the probe params.
+    """
+    if spec.task is None or spec.task.input is not None:
+        return None
+    ref = spec.task.dataset
+    if isinstance(ref, UploadedDatasetRef):
+        record = session.get(DatasetRecord, ref.id)
+        return record.description if record is not None else None
+    if isinstance(ref, BuiltinDatasetRef):
+        try:
+            dataset = load_task_dataset(spec)
+        except InputError:
+            return None
+        return dataset.describe() if dataset is not None else None
+    return None
+
+
 def choose_queue(probes: dict[str, Probe], settings: Settings) -> Queue:
     if settings.gpu_queue and any(probe.benefits_from_gpu for probe in probes.values()):
         return Queue.gpu
@@ -78,9 +98,9 @@ def create_run(session: Session, spec: RunSpec, settings: Settings, jobs: JobQue
     ``DispatchError`` if the broker is unreachable (the run is then stored as failed, saying so).
     """
     model = _resolve_model(session, spec)
-    dataset, description = _resolve_dataset(session, spec)
-    spec = with_data_input(spec, description)
+    spec = with_data_input(spec, _description_if_any(session, spec))
     probes = instantiate_probes(spec)
+    dataset, description = _resolve_dataset(session, spec)
     if description is not None:
         errors = []
         for probe in probes.values():

@@ -96,4 +96,7 @@ def test_gradients_flow_to_each_member_separately():
         model = build_model(arch, seed)
         model(X_each[j]).pow(2).sum().backward()
         for key, param in model.named_parameters():
-            torch.testing.assert_close(ensemble.params[key].grad[j], param.grad, rtol=1e-5, atol=1e-6)
+            # float32 rounding of batched vs single matmuls, relative to the largest gradient
+            # entry (gradients here reach ~50); a leak between members would be of that size.
+            scale = max(1.0, param.grad.abs().max().item())
+            torch.testing.assert_close(ensemble.params[key].grad[j], param.grad, rtol=1e-5, atol=1e-6 * scale)
