@@ -22,7 +22,7 @@ from app.storage import BlobStore, IncomingBlob
 from models.loading import load_checkpoint
 from models.registry import build_model, count_parameters
 from models.graph.checks import GraphLimits
-from models.graph.describe import check_inputs, describe_graph, require_agreement
+from models.graph.describe import describe_graph, require_agreement, synthetic_inputs
 from models.specs import DataInput, data_input_for, parse_arch
 from workers.data.files import load_dataset_file
 from models.errors import InputError
@@ -148,7 +148,7 @@ def _create_onnx_model(
     with _staged_upload(store, handle, max_bytes, "onnx") as blob:
         spec, module = describe_graph(blob.path, limits, data_input)
         if check_x is None:
-            check_x = check_inputs(spec)
+            check_x = synthetic_inputs(spec)
         conversion = require_agreement(blob.path, module, check_x.to(torch.long if spec.input.kind == "tokens" else torch.float32))
         stored = blob.commit()
     if stored.sha256 != spec.graph:  # pragma: no cover - the same bytes hashed twice

@@ -70,7 +70,7 @@ def agreement_with_onnxruntime(path: str | Path, module: GraphModule, inputs: to
             "onnxruntime": onnxruntime.__version__}
 
 
-def check_inputs(spec: OnnxSpec, n: int = 8, seed: int = 0) -> torch.Tensor:
+def synthetic_inputs(spec: OnnxSpec, n: int = 8, seed: int = 0) -> torch.Tensor:
     """Seeded inputs of the graph's sample shape, when no dataset supplies real ones."""
     generator = torch.Generator().manual_seed(seed)
     shape = (n, *spec.input.shape)

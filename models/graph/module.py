@@ -67,13 +67,15 @@ class GraphModule(nn.Module):
     def _one(self, sample: torch.Tensor) -> torch.Tensor:
         values: dict[str, torch.Tensor] = {name: self.get_parameter_or_buffer(path) for name, path in self._paths.items()}
         values[self._input] = sample.unsqueeze(0)
+        device = sample.device
         for op_type, inputs, outputs, attrs in self._nodes:
             args = [values[name] if name else None for name in inputs]
             check_output_size(op_type, args)
             results = OPS[op_type](args, attrs)
             for name, result in zip(outputs, results):
                 if name:
-                    values[name] = result
+                    # Constant, Shape, Range... build their tensors on the CPU; the data's device wins.
+                    values[name] = result if result.device == device else result.to(device)
         return values[self._output].squeeze(0)
 
     def spectral_weights(self):
