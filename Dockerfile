@@ -18,6 +18,9 @@ COPY app ./app
 COPY workers ./workers
 COPY models ./models
 COPY migrations ./migrations
+# The light client's package (API models, `priorprobe submit`): copied as a directory, since the
+# repository's top-level priorprobe_client is a symlink to it.
+COPY client/priorprobe_client ./priorprobe_client
 COPY alembic.ini ./
 RUN pip install ".[flower]" && useradd --create-home --uid 10001 priorprobe && mkdir -p /data && chown priorprobe /data
 

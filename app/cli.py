@@ -39,7 +39,11 @@ def serve(host: str, port: int, reload: bool) -> None:
 
     settings = get_settings()
     mode = "embedded (SQLite + in-process worker)" if settings.embedded else "distributed (database + Celery)"
-    click.echo(f"PriorProbe API on http://{host}:{port}/docs, mode: {mode}")
+    if settings.auth_required:
+        auth = "API keys required" + (" (reads public)" if settings.public_read else "")
+    else:
+        auth = "off: no API keys, every caller is the one local user (PRIORPROBE_AUTH=required to change)"
+    click.echo(f"PriorProbe API on http://{host}:{port}/docs, mode: {mode}, auth: {auth}")
     uvicorn.run("app.main:create_app", factory=True, host=host, port=port, reload=reload)
 
 
@@ -140,8 +144,9 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
     from tqdm import tqdm
 
     from app.report_table import format_summary
+    from workers.preflight import preflight
     from workers.runner import execute_run, load_task_dataset, pick_device
-    from workers.runspec import RunSpec
+    from workers.runspec import RunSpec, with_data_input
 
     try:
         spec = RunSpec.model_validate_json(spec_path.read_text())
@@ -154,6 +159,15 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
         weights_path = weights_path if weights_path.is_absolute() else base_dir / weights_path
         if not weights_path.is_file():
             _fail_on_input_error(InputError.at(["model", "weights"], f"no such file: {weights_path}"))
+    try:
+        dataset = load_task_dataset(spec, base_dir=base_dir)
+        if spec.model.arch is None and weights_path is not None and weights_path.suffix.lower() == ".onnx":
+            spec.model.arch = _onnx_arch(weights_path, spec, dataset)
+        spec = with_data_input(spec, None if dataset is None else dataset.describe())
+        # What the API refuses with a 422, refused here before any probe starts (the same function).
+        preflight(spec, None if dataset is None else dataset.describe())
+    except InputError as exc:
+        _fail_on_input_error(exc)
     with tqdm(total=100, desc="run", unit="%", bar_format="{l_bar}{bar}| {n:.0f}% {postfix}") as bar:
 
         def progress(fraction: float, message: str) -> None:
@@ -162,9 +176,6 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
             bar.refresh()
 
         try:
-            dataset = load_task_dataset(spec, base_dir=base_dir)
-            if spec.model.arch is None and weights_path is not None and weights_path.suffix.lower() == ".onnx":
-                spec.model.arch = _onnx_arch(weights_path, spec, dataset)
             report = execute_run(
                 spec, weights_path=weights_path, dataset=dataset, progress=progress, device=pick_device(device),
                 artifact_sink=_npy_file_sink(out_path) if out_path is not None else None,
@@ -199,6 +210,90 @@ def db_upgrade(revision: str) -> None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(url, revision)
     click.echo(f"database at {url.split('@')[-1]} is at revision {revision}")
+
+
+@main.group()
+def keys() -> None:
+    """API keys (stored as hashes in PRIORPROBE_DATABASE_URL or the embedded SQLite file)."""
+
+
+def _key_session():
+    from app.config import get_settings
+    from app.migrate import upgrade
+    from app.runtime import Runtime
+
+    settings = get_settings()
+    if settings.embedded:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(settings.resolved_database_url)  # as `serve` does: the laptop's file may be new
+    runtime = Runtime(settings)
+    return runtime, runtime.session_factory()
+
+
+@keys.command("create")
+@click.option("--name", required=True, help="Who or what uses the key (recorded as created_by), e.g. ci-bot.")
+@click.option("--scope", type=click.Choice(["read", "write", "admin"]), default="read", show_default=True,
+              help="read; write = read + upload, queue, cancel; admin = write + keys and deletes.")
+def keys_create(name: str, scope: str) -> None:
+    """Create a key and print it once (only its hash is stored)."""
+    from app.services.api_keys import create_key
+    from priorprobe_client.schemas.keys import ApiKeyCreate
+
+    try:
+        request = ApiKeyCreate(name=name, scope=scope)
+    except ValidationError as exc:
+        raise click.BadParameter(exc.errors()[0]["msg"], param_hint="--name") from None
+    runtime, session = _key_session()
+    with session:
+        record, key = create_key(session, request.name, request.scope, runtime.settings.api_key_pepper)
+        click.echo(key)
+        click.echo(f"created key {record.prefix} '{record.name}' with scope {scope}; it is shown only this once", err=True)
+    runtime.dispose()
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """Every key: prefix, name, scope, created, last used, revoked."""
+    from app.services.api_keys import granted_scope, list_keys
+
+    runtime, session = _key_session()
+    with session:
+        click.echo(f"{'prefix':<10} {'name':<24} {'scope':<6} {'created':<20} {'last used':<20} revoked")
+        for record in list_keys(session):
+            stamp = lambda moment: moment.strftime("%Y-%m-%d %H:%M:%S") if moment else "-"  # noqa: E731
+            click.echo(f"{record.prefix:<10} {record.name:<24} {granted_scope(record):<6} {stamp(record.created_at):<20} "
+                       f"{stamp(record.last_used_at):<20} {stamp(record.revoked_at)}")  # fmt: skip
+    runtime.dispose()
+
+
+@keys.command("revoke")
+@click.argument("key_ref")
+def keys_revoke(key_ref: str) -> None:
+    """Revoke the key with this prefix, id or (unique) name; it stops working at once."""
+    from app.services.api_keys import KeyNotFound, revoke_key
+
+    runtime, session = _key_session()
+    with session:
+        try:
+            record = revoke_key(session, key_ref)
+        except KeyNotFound as exc:
+            raise click.ClickException(str(exc)) from None
+        click.echo(f"revoked key {record.prefix} '{record.name}'")
+    runtime.dispose()
+
+
+@main.command(
+    "submit", add_help_option=False, context_settings={"ignore_unknown_options": True, "allow_extra_args": True}
+)
+@click.pass_context
+def submit(ctx: click.Context) -> None:
+    """Upload a checkpoint, run it on a server, gate on its metrics (see `priorprobe submit --help`).
+
+    The same command as the light client's `priorprobe-client submit`.
+    """
+    from priorprobe_client.cli import main as client_main
+
+    sys.exit(client_main(["submit", *ctx.args]))
 
 
 @main.command()

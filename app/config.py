@@ -46,6 +46,22 @@ class Settings(BaseSettings):
     heartbeat_every_s: float = Field(default=15.0, gt=0)
     task_time_limit_s: int = Field(default=6 * 3600, gt=0, description="Hard limit per run on a Celery worker.")
     worker_max_tasks_per_child: int = Field(default=20, gt=0, description="Recycle workers to hand GPU memory back.")
+    auth: Literal["required", "off"] | None = Field(
+        default=None,
+        description="API keys: 'required' (default with environment=production) or 'off' (default otherwise: one local user).",
+    )
+    public_read: bool = Field(default=False, description="With auth required, let requests without a key read.")
+    webhook_allow_private: bool = Field(
+        default=False, description="Let webhooks target private and loopback addresses (never link-local or metadata)."
+    )
+    webhook_max_attempts: int = Field(default=6, ge=1, le=20, description="Attempts per delivery before it is failed.")
+    webhook_retry_base_s: float = Field(default=10.0, gt=0, description="First retry delay; doubles per attempt, with jitter.")
+    webhook_retry_max_s: float = Field(default=3600.0, gt=0)
+    webhook_timeout_s: float = Field(default=10.0, gt=0, description="How long a receiver may take to answer.")
+    api_key_pepper: str = Field(
+        default="",
+        description="Extra secret mixed into stored key hashes (keys are 256-bit random, so this is defence in depth).",
+    )
     # What an uploaded ONNX graph may cost (models.graph.checks.GraphLimits); over a limit is a 422.
     onnx_max_nodes: int = Field(default=10_000, gt=0, description="Most nodes in an uploaded ONNX graph.")
     onnx_max_initializers: int = Field(default=10_000, gt=0, description="Most initializers in an uploaded ONNX graph.")
@@ -85,6 +101,16 @@ class Settings(BaseSettings):
         if self.environment == "production" and (self.database_url is None or self.broker_url is None):
             raise ValueError("environment=production needs PRIORPROBE_DATABASE_URL and PRIORPROBE_BROKER_URL")
         return self
+
+    @model_validator(mode="after")
+    def _auth_default_follows_environment(self) -> "Settings":
+        if self.auth is None:
+            self.auth = "required" if self.environment == "production" else "off"
+        return self
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == "required"
 
     @property
     def embedded(self) -> bool:

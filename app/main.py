@@ -11,14 +11,15 @@ from sqlalchemy import select
 from app.api.errors import install_error_handlers
 from app.api.router import api_router
 from app.config import Settings, get_settings
+from app.dashboard.install import install_dashboard
 from app.migrate import upgrade
-from app.orm import Run, RunStatus
+from app.orm import Run, RunStatus, WebhookDelivery
 from app.runtime import Runtime
 from app.jobs.celery_app import create_celery
 from app.jobs.celery_queue import CeleryJobQueue
 from app.jobs.embedded import EmbeddedJobQueue
 from app.jobs.queue import JobQueue
-from app.jobs.registry import RUN
+from app.jobs.registry import RUN, WEBHOOK
 
 log = logging.getLogger(__name__)
 _UPLOAD_OVERHEAD_BYTES = 1 << 20  # multipart framing and the form fields beside the file
@@ -36,10 +37,18 @@ def _resume_embedded_runs(runtime: Runtime, jobs: EmbeddedJobQueue) -> None:
         pending = session.scalars(
             select(Run.id).where(Run.status.in_([RunStatus.queued, RunStatus.running])).order_by(Run.created_at)
         ).all()
+        deliveries = session.execute(
+            select(WebhookDelivery.id, WebhookDelivery.attempts).where(WebhookDelivery.status == "pending")
+            .order_by(WebhookDelivery.created_at)
+        ).all()  # fmt: skip
     for run_id in pending:
         jobs.enqueue(RUN, {"run_id": run_id}, "embedded")
-    if pending:
-        log.info("embedded worker resumed %d unfinished runs", len(pending))
+    # A delivery's next attempt is the one after those already claimed (an attempt cut short by
+    # the dying process counts as made).
+    for delivery_id, attempts in deliveries:
+        jobs.enqueue(WEBHOOK, {"delivery_id": delivery_id, "attempt": attempts + 1}, "embedded")
+    if pending or deliveries:
+        log.info("embedded worker resumed %d unfinished runs and %d webhook deliveries", len(pending), len(deliveries))
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -69,8 +78,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         max_body_size=settings.max_upload_bytes + _UPLOAD_OVERHEAD_BYTES,
+        # /docs is served by the dashboard with Swagger UI's files vendored (the default page loads
+        # them from a CDN); ReDoc has no offline copy, so it is off.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.runtime = runtime
     install_error_handlers(app)
     app.include_router(api_router)
+    install_dashboard(app)
     return app

@@ -1,4 +1,4 @@
-"""Initialisation distributions: the ``init`` half of a hypothesis space (METHODS.md, Vocabulary).
+"""Initialisation distributions: the ``init`` half of a hypothesis space (docs/methods.md, Vocabulary).
 
 Each parameter has a role: a weight (matrix, kernel, bias, embedding, positional table, cls
 token) or a normalisation gain or shift. ``normal`` draws every weight i.i.d. from N(0, scale^2)

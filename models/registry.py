@@ -9,7 +9,8 @@ the same seed gives the same parameters on every device and the caller's RNG str
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -33,6 +34,22 @@ BUILDERS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+@contextmanager
+def _float32_default() -> Iterator[None]:
+    """Make float32 torch's default dtype for the block, restoring the caller's afterwards.
+
+    Layers and PyTorch's default init create (and draw) their tensors in the default dtype: under a
+    float64 default the same seed would give a float64 model with other values. The default dtype is
+    process-wide, so this runs inside ``_SEEDED_CONSTRUCTION`` like the rest of construction.
+    """
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
 def build_model(spec: AnySpec, seed: int, device: torch.device | str | None = None) -> nn.Module:
     """A fresh member of the hypothesis space ``spec``, deterministic in ``seed``.
 
@@ -46,7 +63,8 @@ def build_model(spec: AnySpec, seed: int, device: torch.device | str | None = No
         device: where to put the model (default: CPU).
 
     Returns:
-        The model in eval mode, float32, on ``device``.
+        The model in eval mode, float32, on ``device``: the same weights per seed whatever torch's
+        global default dtype is (construction runs under a float32 default).
 
     Thread-safe with respect to other ``build_model`` calls (the embedded server builds models in
     request threads while its worker thread builds members): the re-seeded section holds a lock.
@@ -56,7 +74,7 @@ def build_model(spec: AnySpec, seed: int, device: torch.device | str | None = No
     builder = BUILDERS[spec.name]
     # devices=[]: only the CPU generator is forked and seeded; construction happens on the CPU,
     # and seeding it through default_generator (not torch.manual_seed) leaves CUDA RNGs alone.
-    with _SEEDED_CONSTRUCTION, torch.random.fork_rng(devices=[]):
+    with _SEEDED_CONSTRUCTION, torch.random.fork_rng(devices=[]), _float32_default():
         torch.random.default_generator.manual_seed(seed)
         model = builder(spec)
     apply_init(model, spec.init, torch.Generator().manual_seed(seed))

@@ -2,7 +2,7 @@
 
 A spec is a discriminated union on ``name``; each family validates its own fields so a bad spec is
 rejected with the offending field named before anything is built. The ``init`` block is part of
-the hypothesis space (METHODS.md, Vocabulary): two specs that differ only in ``init`` describe two
+the hypothesis space (docs/methods.md, Vocabulary): two specs that differ only in ``init`` describe two
 different priors.
 """
 
@@ -68,7 +68,7 @@ class CNNSpec(_Spec):
     @model_validator(mode="after")
     def _kernel_is_odd(self) -> "CNNSpec":
         # 'same' padding with stride 1 keeps the image size only for odd kernels; that is what
-        # makes a circular CNN with global pooling exactly shift-invariant (METHODS §2).
+        # makes a circular CNN with global pooling exactly shift-invariant (docs/methods.md §2).
         if self.kernel_size % 2 == 0:
             raise ValueError("kernel_size must be odd so that padding keeps the image size")
         if self.padding == "circular" and self.kernel_size // 2 > self.image_size:

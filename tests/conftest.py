@@ -60,7 +60,7 @@ def wait_for_run(client: TestClient, run_id: str, timeout_s: float = 120.0) -> d
     while time.monotonic() < deadline:
         body = client.get(f"/api/v1/runs/{run_id}").json()
         seen_progress.append(body["progress"])
-        if body["status"] in ("succeeded", "failed"):
+        if body["status"] in ("succeeded", "failed", "cancelled"):
             body["seen_progress"] = seen_progress
             return body
         time.sleep(0.05)
@@ -116,6 +116,10 @@ def distributed_env(postgres_url, redis_url, shared_data_dir) -> dict[str, str]:
         "PRIORPROBE_BROKER_URL": redis_url,
         "PRIORPROBE_DATA_DIR": str(shared_data_dir),
         "PRIORPROBE_HEARTBEAT_EVERY_S": "1",
+        # Webhook tests deliver to receivers on 127.0.0.1 and retry within a test's patience.
+        "PRIORPROBE_WEBHOOK_ALLOW_PRIVATE": "true",
+        "PRIORPROBE_WEBHOOK_RETRY_BASE_S": "0.2",
+        "PRIORPROBE_WEBHOOK_MAX_ATTEMPTS": "3",
     }
 
 
@@ -173,6 +177,7 @@ def distributed_settings(distributed_env) -> Settings:
         broker_url=distributed_env["PRIORPROBE_BROKER_URL"],
         data_dir=Path(distributed_env["PRIORPROBE_DATA_DIR"]),
         max_upload_bytes=4 * 2**20,
+        webhook_allow_private=True,
     )
 
 
@@ -180,3 +185,67 @@ def distributed_settings(distributed_env) -> Settings:
 def distributed_client(distributed_settings, celery_workers):
     with TestClient(create_app(distributed_settings)) as client:
         yield client
+
+
+# --- a real HTTP server for clients that are not the TestClient ----------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """The app served by uvicorn on 127.0.0.1 in a thread of this process: real HTTP, real sockets."""
+
+    def __init__(self, app):
+        import threading
+
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.app = app
+        self._server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    def __enter__(self) -> "LiveServer":
+        self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def light_client_venv(tmp_path_factory) -> Path:
+    """A fresh virtual environment with only ``pip install ./client`` (from PyPI: httpx, pydantic);
+    returns its ``bin`` folder. Built from a copy of client/, so the build leaves the tree clean."""
+    import shutil
+    import venv
+
+    root = tmp_path_factory.mktemp("light-client")
+    source = shutil.copytree(REPO_ROOT / "client", root / "client", ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    venv.EnvBuilder(with_pip=True).create(root / "venv")
+    bin_dir = root / "venv" / "bin"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    result = subprocess.run([str(bin_dir / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(source)],
+                            env=env, capture_output=True, text=True, timeout=600)  # fmt: skip
+    if result.returncode != 0:
+        pytest.fail(f"pip install ./client failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return bin_dir
+
+
+def light_client_env(**extra: str) -> dict[str, str]:
+    """The environment of a CI job that has only the light client: no PYTHONPATH into this repo."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV") and not k.startswith(("PRIORPROBE_", "GITHUB_", "CI_"))}
+    return {**env, **extra}

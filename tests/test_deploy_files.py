@@ -40,5 +40,16 @@ def test_dockerfile_installs_the_package_and_serves():
     assert any(line.startswith("RUN") and "torch==2.13.0" in line for line in lines)
     for package in ("app", "workers", "models", "migrations"):
         assert any(line.startswith(f"COPY {package} ") for line in lines), package
+    assert "COPY client/priorprobe_client ./priorprobe_client" in lines
     assert lines[-1] == 'CMD ["priorprobe", "serve", "--host", "0.0.0.0", "--port", "8000"]'
     assert any(line.startswith("USER ") and "root" not in line for line in lines)
+
+
+def test_compose_publishes_ports_on_loopback_only_and_requires_keys():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    published = {name: service.get("ports", []) for name, service in compose["services"].items()}
+    assert published["api"] == ["127.0.0.1:8000:8000"] and published["flower"] == ["127.0.0.1:5555:5555"]
+    assert all(port.startswith("127.0.0.1:") for ports in published.values() for port in ports)
+    # environment=production makes API keys required by default (PRIORPROBE_AUTH unset).
+    assert compose["services"]["api"]["environment"]["PRIORPROBE_ENVIRONMENT"] == "production"
+    assert "PRIORPROBE_AUTH" not in compose["services"]["api"]["environment"]

@@ -1,6 +1,7 @@
 """The package layering the README's Layout section promises, checked by parsing every import.
 
-Layers, lowest first: ``models`` < ``workers`` (the compute engine) < the ``app`` core (settings,
+Layers, lowest first: ``priorprobe_client`` (the light client: the API's models, installed
+without the server) < ``models`` < ``workers`` (the compute engine) < the ``app`` core (settings,
 database, ORM, storage, services, jobs) < the ``app`` entry points (the HTTP API, the CLI, the demo).
 A module may import its own layer and the layers below, never above, and no set of modules may
 import each other in a circle. Imports inside functions count too: deferring an import hides a
@@ -10,15 +11,16 @@ cycle or an upward dependency from Python at start-up, not from the design.
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("models", "workers", "app")
+PACKAGES = ("priorprobe_client", "models", "workers", "app")
 # Modules of app/ that face users or the web framework; everything else in app/ is the core.
-ENTRY_POINTS = ("app.api", "app.cli", "app.demo", "app.main", "app.deps")
-LAYERS = {"models": 0, "workers": 1, "app core": 2, "app entry points": 3}
+ENTRY_POINTS = ("app.api", "app.cli", "app.dashboard", "app.demo", "app.main", "app.deps")
+LAYERS = {"priorprobe_client": 0, "models": 1, "workers": 2, "app core": 3, "app entry points": 4}
 # The compute engine runs in the CLI, in tests and inside any worker; it must not need a web
 # framework, a broker or a database driver to import.
 FORBIDDEN_BELOW_APP = ("celery", "kombu", "fastapi", "starlette", "sqlalchemy", "alembic", "redis", "uvicorn")
@@ -87,6 +89,14 @@ def test_no_module_imports_a_higher_layer(module):
         if target.split(".")[0] in PACKAGES and LAYERS[_layer(target)] > own
     )
     assert upward == [], f"{module} ({_layer(module)}) imports a higher layer: {upward}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) == "priorprobe_client"))
+def test_the_light_client_needs_only_httpx_and_pydantic(module):
+    # `pip install ./client` brings only these two; anything else would fail on a CI runner.
+    third_party = sorted(t for t in GRAPH[module] if t.split(".")[0] not in sys.stdlib_module_names
+                         and t.split(".")[0] not in ("priorprobe_client", "httpx", "pydantic"))  # fmt: skip
+    assert third_party == [], f"{module} imports {third_party}"
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if _layer(m) in ("models", "workers")))

@@ -3,7 +3,8 @@
 Format 1 (before the typed report) differs in three places: ``timing[probe]`` was seconds or
 ``{phase: s, "total_s": s}``; the inductive_bias result kept the run's own space at the top level
 (labelled ``model``), compared spaces in a ``compared`` list and pairs in ``relative_bias``; and
-there were no ``metrics`` or ``warnings``. The migration that adds the ``run_metrics`` table calls
+there were no ``metrics`` or ``warnings``. Its invariance transforms also predate the ``padding``
+option: every warp then read zeros beyond the border, which the upgrade records. The migration that adds the ``run_metrics`` table calls
 ``upgrade_report`` on every stored report, so the API only ever serves the current format.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from workers.report import REPORT_FORMAT_VERSION, Report, probe_metrics, probe_warnings
+from workers.transforms import TRANSFORMS
 
 _LEGACY_MAIN_SPACE = "model"
 _TARGET = "target"
@@ -46,6 +48,16 @@ def _inductive_bias(result: dict) -> dict:
             "spaces": spaces, "relative": relative}  # fmt: skip
 
 
+def _invariance(result: dict) -> dict:
+    def padding(name: str) -> str | None:
+        # A format-1 warp used its default padding, the only one there was (zeros).
+        cls = TRANSFORMS.get(name)
+        return cls.paddings[0] if cls is not None and cls.paddings else None
+
+    transforms = {name: {"padding": padding(name), **entry} for name, entry in result.get("transforms", {}).items()}
+    return {**result, "transforms": transforms}
+
+
 def _artifact_key(key: str) -> str:
     return "inductive_bias.losses.target" if key == "inductive_bias.losses.model" else key
 
@@ -62,6 +74,8 @@ def upgrade_report(body: dict) -> Report:
     probes = dict(body.get("probes", {}))
     if "inductive_bias" in probes:
         probes["inductive_bias"] = _inductive_bias(probes["inductive_bias"])
+    if "invariance" in probes:
+        probes["invariance"] = _invariance(probes["invariance"])
     artifacts = {
         _artifact_key(key): {field: value for field, value in descriptor.items() if field in _ARTIFACT_FIELDS}
         for key, descriptor in (body.get("artifacts") or {}).items()

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app.jobs.queue import DispatchError
+from app.services.catalog import NotFound
 from app.storage import BlobTooLarge
 from models.errors import InputError
 
@@ -48,6 +49,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(InputError)
     async def _input_error(request: Request, exc: InputError) -> JSONResponse:
         return input_error_response(exc)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
+        return JSONResponse(status_code=404, content={"detail": str(exc)})
 
     @app.exception_handler(BlobTooLarge)
     async def _too_large(request: Request, exc: BlobTooLarge) -> JSONResponse:

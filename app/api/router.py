@@ -2,8 +2,8 @@
 
 from fastapi import APIRouter
 
-from app.api.routes import datasets, health, metrics, models, probes, runs
+from app.api.routes import datasets, health, keys, metrics, models, probes, runs, webhooks
 
 api_router = APIRouter(prefix="/api/v1")
-for module in (models, datasets, runs, metrics, probes, health):
+for module in (models, datasets, runs, metrics, probes, keys, webhooks, health):
     api_router.include_router(module.router)

@@ -19,10 +19,10 @@ class CeleryJobQueue:
     def __init__(self, celery: Celery):
         self._celery = celery
 
-    def enqueue(self, kind: str, args: dict[str, Any], queue: str) -> None:
+    def enqueue(self, kind: str, args: dict[str, Any], queue: str, delay_s: float = 0.0) -> None:
         try:
             # Only ids travel; the worker reads everything else from committed rows.
-            self._celery.send_task(task_name(kind), kwargs=args, queue=queue, retry=True,
+            self._celery.send_task(task_name(kind), kwargs=args, queue=queue, retry=True, countdown=delay_s or None,
                                    retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
         except Exception as exc:  # kombu raises several transport-specific types
             raise DispatchError(f"could not reach the broker: {exc}") from exc

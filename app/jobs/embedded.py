@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -18,11 +19,29 @@ class EmbeddedJobQueue:
     def __init__(self, runtime: Runtime):
         self._runtime = runtime
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="priorprobe-embedded-worker")
+        self._timers: set[threading.Timer] = set()
+        self._lock = threading.Lock()
 
-    def enqueue(self, kind: str, args: dict[str, Any], queue: str) -> None:
+    def enqueue(self, kind: str, args: dict[str, Any], queue: str, delay_s: float = 0.0) -> None:
         # ``queue`` routes between kinds of workers; the one embedded worker takes every queue.
+        if delay_s > 0:
+            # A timer, not a sleep in the worker thread: runs keep going while a retry waits.
+            timer = threading.Timer(delay_s, self._enqueue_later, args=(kind, args, queue))
+            timer.daemon = True
+            with self._lock:
+                self._timers.add(timer)
+            timer.start()
+            return
         future = self._executor.submit(execute, kind, JobContext(self._runtime, "embedded", self), args)
         future.add_done_callback(self._log_crash)
+
+    def _enqueue_later(self, kind: str, args: dict[str, Any], queue: str) -> None:
+        with self._lock:
+            self._timers.discard(threading.current_thread())  # type: ignore[arg-type]
+        try:
+            self.enqueue(kind, args, queue)
+        except RuntimeError:
+            log.info("embedded worker closed before a delayed %s job was due; dropped", kind)
 
     @staticmethod
     def _log_crash(future: Future) -> None:
@@ -33,4 +52,8 @@ class EmbeddedJobQueue:
         return None  # nothing between the API and this worker can be unreachable
 
     def close(self) -> None:
+        with self._lock:
+            timers, self._timers = list(self._timers), set()
+        for timer in timers:
+            timer.cancel()
         self._executor.shutdown(wait=True, cancel_futures=True)

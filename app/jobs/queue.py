@@ -15,9 +15,10 @@ class JobQueue(Protocol):
     # would only queue it behind the job that fanned it out.
     parallel: bool
 
-    def enqueue(self, kind: str, args: dict[str, Any], queue: str) -> None:
+    def enqueue(self, kind: str, args: dict[str, Any], queue: str, delay_s: float = 0.0) -> None:
         """Deliver job ``kind`` (a key of ``app.jobs.registry.JOBS``) with JSON ``args`` to a worker
-        consuming ``queue``; raises ``DispatchError`` if it cannot be delivered."""
+        consuming ``queue``, not before ``delay_s`` seconds from now (retries with backoff); raises
+        ``DispatchError`` if it cannot be delivered."""
 
     def ping(self) -> None:
         """Raise if the delivery mechanism (the broker) is unreachable."""

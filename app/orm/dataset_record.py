@@ -20,4 +20,5 @@ class DatasetRecord(Base):
     format: Mapped[str] = mapped_column(String(16))
     # Dataset.describe(): lets POST /runs check shapes against the architecture without the arrays.
     description: Mapped[dict] = mapped_column(JSONDocument)
+    created_by: Mapped[str | None] = mapped_column(String(100))  # the API key's name; null with auth off
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

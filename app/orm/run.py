@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.orm.base import Base, JSONDocument, new_id, utcnow
+from priorprobe_client.schemas.runs import RunStatus
 
-
-class RunStatus(StrEnum):
-    queued = "queued"
-    running = "running"
-    succeeded = "succeeded"
-    failed = "failed"
+__all__ = ["Run", "RunStatus"]
 
 
 class Run(Base):
@@ -35,6 +30,7 @@ class Run(Base):
     timing: Mapped[dict | None] = mapped_column(JSONDocument)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     worker: Mapped[str | None] = mapped_column(String(200))
+    created_by: Mapped[str | None] = mapped_column(String(100))  # the API key's name; null with auth off
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     started_at: Mapped[datetime | None]
     heartbeat_at: Mapped[datetime | None]

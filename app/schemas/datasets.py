@@ -1,26 +1,3 @@
-from __future__ import annotations
+from priorprobe_client.schemas.datasets import DatasetCreated, DatasetList, DatasetRead
 
-from datetime import datetime
-
-from pydantic import BaseModel, ConfigDict
-
-
-class DatasetRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    name: str
-    sha256: str
-    size_bytes: int
-    format: str
-    description: dict
-    created_at: datetime
-
-
-class DatasetCreated(DatasetRead):
-    already_stored: bool
-
-
-class DatasetList(BaseModel):
-    data: list[DatasetRead]
-    count: int
+__all__ = ["DatasetCreated", "DatasetList", "DatasetRead"]

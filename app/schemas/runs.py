@@ -1,32 +1,3 @@
-from __future__ import annotations
+from priorprobe_client.schemas.runs import RunList, RunRead, RunStatus
 
-from datetime import datetime
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict
-
-from app.orm import RunStatus
-
-
-class RunRead(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: str
-    status: RunStatus
-    progress: float
-    progress_message: str | None
-    error: str | None
-    timing: dict[str, Any] | None
-    queue: str
-    attempts: int
-    model_id: str | None
-    dataset_id: str | None
-    spec: dict
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class RunList(BaseModel):
-    data: list[RunRead]
-    count: int
+__all__ = ["RunList", "RunRead", "RunStatus"]

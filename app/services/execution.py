@@ -80,6 +80,9 @@ def process_run(run_id: str, runtime: Runtime, worker: str, submit_shard: Submit
                 shards=shards,
                 artifact_sink=blob_artifact_sink(runtime, run_id),
             )
+    except run_state.RunCancelled:
+        log.info("run %s was cancelled; stopped at a progress point", run_id)
+        return "cancelled"
     except Exception as exc:
         log.exception("run %s failed", run_id)
         run_state.record_failure(factory, run_id, describe_failure(exc))

@@ -58,3 +58,14 @@ def metric_trend(
     count = session.scalar(select(func.count()).select_from(joined.subquery())) or 0
     rows = session.execute(joined.order_by(Run.finished_at, Run.id).offset(offset).limit(limit)).all()
     return [(row[0], row[1], row[2]) for row in rows], count
+
+
+def lineage_metric_keys(session: Session, model_name: str) -> list[str]:
+    """Every metric key recorded for succeeded runs of models named ``model_name``, in key order."""
+    rows = session.scalars(
+        select(RunMetric.key).distinct()
+        .join(Run, Run.id == RunMetric.run_id).join(ModelRecord, ModelRecord.id == Run.model_id)
+        .where(ModelRecord.name == model_name, Run.status == RunStatus.succeeded)
+        .order_by(RunMetric.key)
+    )  # fmt: skip
+    return list(rows)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import and_, insert, or_, update
+from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import session_scope
@@ -43,13 +43,37 @@ def claim(factory: sessionmaker[Session], run_id: str, worker: str, stale_after_
         return result.rowcount == 1
 
 
+class RunCancelled(Exception):
+    """Raised at a progress point of a run whose row was cancelled: the probe stops there."""
+
+
 def record_progress(factory: sessionmaker[Session], run_id: str, fraction: float, message: str) -> None:
+    """Write progress; raises ``RunCancelled`` if the run was cancelled meanwhile."""
     with session_scope(factory) as session:
-        session.execute(
+        result = session.execute(
             update(Run)
             .where(Run.id == run_id, Run.status == RunStatus.running)
             .values(progress=min(max(fraction, 0.0), 1.0), progress_message=message[:500], heartbeat_at=utcnow())
         )
+        if result.rowcount == 0 and session.scalar(select(Run.status).where(Run.id == run_id)) == RunStatus.cancelled:
+            raise RunCancelled(run_id)
+
+
+def cancel(factory: sessionmaker[Session], run_id: str) -> str | None:
+    """Cancel a queued or running run; returns the status it had, or None if it was already finished.
+
+    A queued run is never claimed afterwards (claiming needs ``queued``); a running one stops at
+    its next progress point, when its worker sees the row (``record_progress``), and its result is
+    never recorded (``record_success`` needs ``running``).
+    """
+    with session_scope(factory) as session:
+        previous = session.scalar(select(Run.status).where(Run.id == run_id))
+        result = session.execute(
+            update(Run)
+            .where(Run.id == run_id, Run.status.in_([RunStatus.queued, RunStatus.running]))
+            .values(status=RunStatus.cancelled, finished_at=utcnow(), progress_message="cancelled")
+        )
+        return previous if result.rowcount == 1 else None
 
 
 def heartbeat(factory: sessionmaker[Session], run_id: str) -> bool:

@@ -9,11 +9,11 @@ from app.orm import DatasetRecord, ModelRecord, Run, RunStatus
 from app.orm.base import utcnow
 from app.jobs.queue import DispatchError, JobQueue
 from app.jobs.registry import RUN
+from app.services.model_refs import find_model
 from models.specs import parse_arch
-from workers.data.compat import check_dataset_fits
 from models.errors import InputError
+from workers.preflight import preflight
 from workers.probes.base import Probe
-from workers.probes.registry import instantiate_probes
 from workers.runner import load_task_dataset
 from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef, with_data_input
 
@@ -26,9 +26,10 @@ def _resolve_model(session: Session, spec: RunSpec) -> ModelRecord | None:
     """Fill ``spec.model.arch`` from the uploaded model and check the two agree."""
     if spec.model.weights is None:
         return None
-    record = session.get(ModelRecord, spec.model.weights)
+    record = find_model(session, spec.model.weights)
     if record is None:
-        raise InputError.at(["model", "weights"], f"no uploaded model with id '{spec.model.weights}' (see GET /api/v1/models)")
+        raise InputError.at(["model", "weights"], f"no uploaded model '{spec.model.weights}' (see GET /api/v1/models)")
+    spec.model.weights = record.id  # the run keeps the model it measured, not the moving `latest:` label
     stored_arch = parse_arch(record.arch)
     if spec.model.arch is None:
         spec.model.arch = stored_arch
@@ -43,10 +44,10 @@ def _resolve_model(session: Session, spec: RunSpec) -> ModelRecord | None:
 
 
 def _resolve_dataset(session: Session, spec: RunSpec) -> tuple[DatasetRecord | None, dict | None]:
-    """Check the task's dataset exists and fits the architecture; return its record and description."""
+    """Find the task's dataset; return its record (uploads) and its description for ``preflight``."""
     if spec.task is None:
         return None, None
-    ref, loss, arch = spec.task.dataset, spec.task.loss, spec.model.arch
+    ref = spec.task.dataset
     loc = ("task", "dataset")
     if isinstance(ref, PathDatasetRef):
         raise InputError.at([*loc, "path"], "file paths work on the CLI only; upload the file with POST /api/v1/datasets and use {\"id\": ...}")
@@ -54,35 +55,13 @@ def _resolve_dataset(session: Session, spec: RunSpec) -> tuple[DatasetRecord | N
         record = session.get(DatasetRecord, ref.id)
         if record is None:
             raise InputError.at([*loc, "id"], f"no uploaded dataset with id '{ref.id}' (see GET /api/v1/datasets)")
-        check_dataset_fits(record.description, arch, loss, loc=loc)
         return record, record.description
     assert isinstance(ref, BuiltinDatasetRef)
     # Built-in datasets are small and seeded: generating one validates its params and yields the
     # exact shapes to check against the architecture.
     dataset = load_task_dataset(spec)
     assert dataset is not None
-    check_dataset_fits(dataset.describe(), arch, loss, loc=loc)
     return None, dataset.describe()
-
-
-def _description_if_any(session: Session, spec: RunSpec) -> dict | None:
-    """The task dataset's description when it can be had without error, to infer ``task.input``.
-
-    Problems with the dataset are left for ``_resolve_dataset`` to report, after the probe params.
-    """
-    if spec.task is None or spec.task.input is not None:
-        return None
-    ref = spec.task.dataset
-    if isinstance(ref, UploadedDatasetRef):
-        record = session.get(DatasetRecord, ref.id)
-        return record.description if record is not None else None
-    if isinstance(ref, BuiltinDatasetRef):
-        try:
-            dataset = load_task_dataset(spec)
-        except InputError:
-            return None
-        return dataset.describe() if dataset is not None else None
-    return None
 
 
 def choose_queue(probes: dict[str, Probe], settings: Settings) -> Queue:
@@ -91,25 +70,19 @@ def choose_queue(probes: dict[str, Probe], settings: Settings) -> Queue:
     return Queue.cpu
 
 
-def create_run(session: Session, spec: RunSpec, settings: Settings, jobs: JobQueue) -> Run:
+def create_run(
+    session: Session, spec: RunSpec, settings: Settings, jobs: JobQueue, created_by: str | None = None
+) -> Run:
     """Validate and store a run, then hand it to a worker.
 
     Raises ``InputError`` (locations relative to the run spec) before anything is stored, and
     ``DispatchError`` if the broker is unreachable (the run is then stored as failed, saying so).
     """
     model = _resolve_model(session, spec)
-    spec = with_data_input(spec, _description_if_any(session, spec))
-    probes = instantiate_probes(spec)
     dataset, description = _resolve_dataset(session, spec)
-    if description is not None:
-        errors = []
-        for probe in probes.values():
-            try:
-                probe.check_dataset(description)
-            except InputError as exc:
-                errors.extend(exc.errors)
-        if errors:
-            raise InputError(errors)
+    spec = with_data_input(spec, description)
+    # The same checks as ``priorprobe run``: one function, so the CLI refuses what the API refuses.
+    probes = preflight(spec, description)
     queue = choose_queue(probes, settings)
     run = Run(
         spec=spec.model_dump(mode="json"),
@@ -119,6 +92,7 @@ def create_run(session: Session, spec: RunSpec, settings: Settings, jobs: JobQue
         status=RunStatus.queued,
         progress=0.0,
         attempts=0,
+        created_by=created_by,
     )
     session.add(run)
     session.commit()  # enqueue only after commit: the worker must find the row

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -60,6 +61,16 @@ def parse_tags(raw: str | None) -> list[str]:
     return tags
 
 
+@dataclass(frozen=True)
+class ModelProvenance:
+    """Where a checkpoint came from, as the uploader (usually a CI job) reports it."""
+
+    version: str | None = None
+    commit: str | None = None
+    branch: str | None = None
+    ci_url: str | None = None
+
+
 @contextmanager
 def _staged_upload(store: BlobStore, handle: BinaryIO, max_bytes: int, fmt: str) -> Iterator[IncomingBlob]:
     """Copy the upload into a temporary blob; the caller validates ``blob.path`` then commits."""
@@ -80,6 +91,8 @@ def create_model(
     name: str | None,
     tags: str | None,
     max_bytes: int,
+    provenance: ModelProvenance = ModelProvenance(),
+    created_by: str | None = None,
     graph_limits: GraphLimits | None = None,
     dataset: DatasetRecord | None = None,
     dataset_path: Path | None = None,
@@ -95,7 +108,7 @@ def create_model(
         return _create_onnx_model(
             session, store, handle=handle, filename=filename, arch_json=arch_json, name=name, tags=tags,
             max_bytes=max_bytes, limits=graph_limits or GraphLimits(max_file_bytes=max_bytes),
-            dataset=dataset, dataset_path=dataset_path,
+            dataset=dataset, dataset_path=dataset_path, provenance=provenance, created_by=created_by,
         )
     if not arch_json:
         raise InputError.at(["arch"], "an architecture spec is required for checkpoints (only .onnx files carry their own)")
@@ -117,6 +130,8 @@ def create_model(
         size_bytes=stored.size_bytes,
         format=fmt,
         parameter_count=count_parameters(model),
+        created_by=created_by,
+        **{field: (value or None) for field, value in asdict(provenance).items()},
     )
     session.add(record)
     session.commit()
@@ -136,6 +151,8 @@ def _create_onnx_model(
     limits: GraphLimits,
     dataset: DatasetRecord | None,
     dataset_path: Path | None,
+    provenance: ModelProvenance,
+    created_by: str | None,
 ) -> tuple[ModelRecord, bool]:
     if arch_json:
         raise InputError.at(["arch"], "an .onnx file carries its own architecture; leave 'arch' out")
@@ -164,6 +181,8 @@ def _create_onnx_model(
         parameter_count=count_parameters(module),
         conversion={**conversion, "inputs": "dataset_test_set" if dataset is not None else "synthetic",
                     "opset": module.signature.opset},
+        created_by=created_by,
+        **{field: (value or None) for field, value in asdict(provenance).items()},
     )
     session.add(record)
     session.commit()
@@ -183,6 +202,7 @@ def create_dataset(
     filename: str | None,
     name: str | None,
     max_bytes: int,
+    created_by: str | None = None,
 ) -> tuple[DatasetRecord, bool]:
     fmt = file_format(filename, DATASET_FORMATS)
     with _staged_upload(store, handle, max_bytes, fmt) as blob:
@@ -195,6 +215,7 @@ def create_dataset(
         size_bytes=stored.size_bytes,
         format=fmt,
         description=dataset.describe(),
+        created_by=created_by,
     )
     session.add(record)
     session.commit()

@@ -1,7 +1,7 @@
 """ONNX uploads: models.conversion records the check against onnxruntime made at upload.
 
 Revision ID: 0006
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-02 07:10:00
 """
 import sqlalchemy as sa
@@ -9,8 +9,8 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision = '0006'
-# The lead re-chains this after 0004/0005 at merge time.
-down_revision = '0003'
+# Chained after main's 0004 (merged into wt-h); re-chain after 0005 when wt-g lands.
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 

@@ -1,7 +1,7 @@
 """Pointwise activations named in the architecture specs (``models.specs.Activation``).
 
 ``gaussian`` and ``sin`` are not in ``torch.nn``; they matter for the simplicity probe because
-their complexity grows with weight scale and depth, unlike ReLU's (METHODS.md §3). Every
+their complexity grows with weight scale and depth, unlike ReLU's (docs/methods.md §3). Every
 activation is a parameter-free module, so it never appears in a state dict.
 """
 

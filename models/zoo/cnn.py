@@ -7,7 +7,7 @@ maps ``channels[-1] * H * W -> out_dim``. Input ``(N, C, H, W)``, output ``(N, o
 
 With circular padding every conv commutes with integer circular shifts of the image, and the
 global mean forgets where things were, so ``circular + global_avg`` is exactly shift-invariant:
-the known answer of the invariance probe (METHODS.md §2).
+the known answer of the invariance probe (docs/methods.md §2).
 """
 
 from __future__ import annotations

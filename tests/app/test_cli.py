@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from app.cli import main
@@ -51,6 +52,7 @@ def test_run_reports_spec_errors_by_field(tmp_path):
     assert result.exit_code == 2 and "no such file" in result.output
 
 
+@pytest.mark.slow  # the whole demo: minutes
 def test_demo_runs_every_probe_through_the_embedded_service(tmp_path):
     result = CliRunner().invoke(main, ["demo", "--data-dir", str(tmp_path)])
     assert result.exit_code == 0, result.output

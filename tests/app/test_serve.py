@@ -9,6 +9,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -18,6 +20,7 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.mark.slow  # starts a server process that imports torch: 10-30 s
 def test_serve_embedded_default_answers_healthz(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PRIORPROBE_")}
@@ -40,3 +43,5 @@ def test_serve_embedded_default_answers_healthz(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
+    start_up = process.stdout.read().decode().splitlines()[0]
+    assert start_up.endswith("auth: off: no API keys, every caller is the one local user (PRIORPROBE_AUTH=required to change)")

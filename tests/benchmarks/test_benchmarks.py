@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+pytestmark = pytest.mark.slow  # the benchmark scripts at toy sizes: 9 s together with one thread
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
@@ -59,3 +61,13 @@ def test_weight_spectrum_benchmark_metrics_agree(capsys):
     assert bench.main(["--models", "dense_small", "conv_small", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "dense_small" in out and "conv_small" in out and "metrics differ" not in out
+
+
+@pytest.mark.integration
+def test_dashboard_benchmark_seeds_and_serves_every_page(monkeypatch, capsys):
+    """At toy size on the real PostgreSQL: every page of the benchmark answers 200 (the script asserts it)."""
+    bench = load("bench_dashboard")
+    monkeypatch.setattr(sys, "argv", ["bench_dashboard.py", "--runs", "300", "--models", "10", "--repeats", "1", "--max-ms", "0"])
+    assert bench.main() == 0
+    out = capsys.readouterr().out
+    assert "seeded 300 runs of 10 models" in out and "probe=sharpness" in out

@@ -26,6 +26,8 @@ from experiments.inductive_bias import (
 from workers.data.builtin import load_builtin
 from workers.data.files import dataset_from_arrays
 
+pytestmark = pytest.mark.slow  # the experiment runs once per module: 16 s with one thread
+
 CONFIG = ExperimentConfig.quick()
 STUDENT = "mlp-32"
 DIGITS = digits_experiments(CONFIG)[0]

@@ -21,7 +21,7 @@ def _columns(url: str) -> set[str]:
 
 
 def _check(url: str) -> None:
-    upgrade(url, "0003")
+    upgrade(url, "0004")
     assert "conversion" not in _columns(url)
     engine = sa.create_engine(url)
     models = sa.Table("models", sa.MetaData(), autoload_with=engine)

@@ -48,6 +48,24 @@ def test_default_init_is_pytorchs_own_init_under_the_seed():
     assert _same(build_model(spec, seed=5), reference)
 
 
+@pytest.mark.parametrize("init", DISTS, ids=[d["dist"] for d in DISTS])
+@pytest.mark.parametrize("key", sorted(TINY_SPECS))
+def test_weights_do_not_depend_on_the_global_default_dtype(key, init):
+    spec = tiny_spec(key, init=init)
+    reference = build_model(spec, seed=3)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        model = build_model(spec, seed=3)
+        # The caller's default is left as it was.
+        assert torch.get_default_dtype() == torch.float64
+    finally:
+        torch.set_default_dtype(previous)
+    assert {p.dtype for p in model.state_dict().values() if p.is_floating_point()} == {torch.float32}
+    # The same construction in the same dtype: identical, not merely close.
+    assert _same(model, reference)
+
+
 @pytest.mark.parametrize("key", sorted(TINY_SPECS))
 def test_model_is_in_eval_mode_on_the_requested_device(key):
     model = build_model(tiny_spec(key), seed=0, device="cpu")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -31,10 +32,19 @@ def test_a_format_1_report_becomes_the_typed_report():
     assert any(key.startswith("invariance.") for key in keys)
     assert [w.message for w in report.warnings] == [f"space '{label}': {m}" for label, m in
                                                    [("target", m) for m in old["warnings"]] + [("gp", m) for m in old["compared"][0]["warnings"]]]
-    # Every other probe's result is unchanged.
+    # Every other probe's result is unchanged, except that invariance records each transform's padding
+    # (added later): zeros for the warps, the only padding format 1 had, and none for the others.
     dumped = report.model_dump(mode="json")
+    paddings = {name: entry.pop("padding") for name, entry in dumped["probes"]["invariance"]["transforms"].items()}
+    assert paddings == {name: "zeros" if name in ("translate", "rotate", "scale") else None
+                        for name in LEGACY["probes"]["invariance"]["transforms"]}
     for name in ("invariance", "simplicity", "weight_spectrum", "sharpness"):
         assert dumped["probes"][name] == LEGACY["probes"][name]
+    # The fixture has tabular transforms only: a warp entry (same fields) comes out with zeros.
+    with_warp = copy.deepcopy(LEGACY)
+    transforms = with_warp["probes"]["invariance"]["transforms"]
+    transforms["translate"] = copy.deepcopy(transforms["sign_flip"])
+    assert upgrade_report(with_warp).probes.invariance.transforms["translate"].padding == "zeros"
 
 
 def test_the_current_format_reads_as_itself():

@@ -1,4 +1,4 @@
-"""``inductive_bias``: bits of information needed to generalise (METHODS.md §1).
+"""``inductive_bias``: bits of information needed to generalise (docs/methods.md §1).
 
 Boopathy et al., "Towards Exact Computation of Inductive Bias", IJCAI 2024. Sample S hypotheses
 from the space (``init``: fresh random members; ``trained``: fresh members trained on the task's
@@ -8,12 +8,14 @@ report ``bits = -log2 P(loss <= epsilon)`` under the fit, with a percentile-boot
 the empirical fraction with its Clopper-Pearson interval, and, for the kernel space, the exact
 value from the generalised chi-squared law of the GP's test MSE, computed without sampling.
 
-Where this differs from the reference code (as METHODS.md asks): losses are the exact mean over
+Where this differs from the reference code (docs/methods.md §1): losses are the exact mean over
 the whole test set (the reference divides by the batch size); bits are base 2 (it returns nats);
 the log-CDF is computed in log space so deep tails stay finite; intervals are reported.
 
 Work is split into shards of ``shard_size`` hypotheses; hypothesis ``i`` depends only on
-``(seed, i)``, so a sharded run (spread over every worker) gives exactly the unsharded losses.
+``(seed, i)``, so a sharded run (spread over every worker) gives exactly the unsharded losses on
+workers with the same CPU instruction set (or GPU model), library builds and thread counts (README,
+"Sharded runs"); elsewhere they agree to float rounding.
 """
 
 from __future__ import annotations
@@ -80,7 +82,7 @@ class InductiveBiasParams(ProbeParams):
     lengthscale: float | None = Field(default=None, gt=0, description="RBF lengthscale; default: median pairwise distance")
     noise_variance: float = Field(default=gp_kernel.DEFAULT_NOISE_VARIANCE, gt=0, le=1e6)
     signal_variance: float = Field(default=gp_kernel.DEFAULT_SIGNAL_VARIANCE, gt=0, le=1e6)
-    bootstrap: int = Field(default=200, ge=200, le=10_000, description="bootstrap refits for ci95 (METHODS: B >= 200)")
+    bootstrap: int = Field(default=200, ge=200, le=10_000, description="bootstrap refits for ci95 (docs/methods.md §1: B >= 200)")
     chunk_size: int | None = Field(
         default=None, ge=1, le=1_000_000,
         description="hypotheses trained at once (memory); default from a memory estimate; rounded to divide shard_size",

@@ -1,4 +1,4 @@
-"""``invariance``: invariance and equivariance error under input transforms (METHODS.md §2).
+"""``invariance``: invariance and equivariance error under input transforms (docs/methods.md §2).
 
 The maths lives in ``workers.probes.functional.invariance`` and the transforms in
 ``workers.transforms``; this module picks the inputs, evaluates the uploaded weights and the random
@@ -34,10 +34,16 @@ _LOC = ("probes", "invariance", "transforms")
 
 
 class TransformChoice(ProbeParams):
-    """A transform by name with its range width (``magnitude``; default: the transform's own)."""
+    """A transform by name with its range width (``magnitude``; default: the transform's own) and,
+    for the warps (translate, rotate, scale), what they read beyond the border (``padding``)."""
 
     name: str = Field(min_length=1, max_length=64)
     magnitude: float | None = Field(default=None, allow_inf_nan=False)
+    padding: Literal["zeros", "border", "reflection", "circular"] | None = Field(
+        default=None,
+        description="translate/rotate/scale only: zeros (default), border, reflection or circular, as torch's "
+        "grid_sample/pad name them; docs/methods.md says how this changes a Lie derivative",
+    )
 
 
 class _Strict(BaseModel):
@@ -81,6 +87,7 @@ class TransformReport(_Strict):
     kind: Literal["discrete", "continuous"]
     magnitude: float | None
     magnitude_meaning: str | None
+    padding: str | None = Field(default=None, description="what a warp read beyond the border; None: it reads none")
     invariance_ratio: Estimate
     equivariance_ratio: Estimate | None
     equivariance_note: str | None = Field(description="why equivariance_ratio is null")
@@ -200,11 +207,11 @@ class Invariance(Probe):
                     rows.append(by_key[f"init.{field}"](spread.mean, ci95=(spread.low, spread.high), n=spread.n, transform=name))
         return rows
 
-    def choices(self, kind: str) -> list[tuple[str, float | None]]:
-        """The requested ``(name, magnitude)`` pairs, or the defaults for input ``kind``."""
+    def choices(self, kind: str) -> list[tuple[str, float | None, str | None]]:
+        """The requested ``(name, magnitude, padding)`` triples, or the defaults for input ``kind``."""
         if self.params.transforms is None:
-            return [(name, None) for name in default_transform_names(kind)]
-        return [(c, None) if isinstance(c, str) else (c.name, c.magnitude) for c in self.params.transforms]
+            return [(name, None, None) for name in default_transform_names(kind)]
+        return [(c, None, None) if isinstance(c, str) else (c.name, c.magnitude, c.padding) for c in self.params.transforms]
 
     def check_inputs(self, arch, task) -> None:
         super().check_inputs(arch, task)
@@ -219,16 +226,16 @@ class Invariance(Probe):
     def build_transforms(self, kind: str, shape: tuple[int, ...], permutation: Sequence[int] | None) -> list[Transform]:
         """The requested transforms for ``kind`` inputs; ``InputError`` at ``probes.invariance.transforms[.i]``."""
         transforms, seen = [], set()
-        for i, (name, magnitude) in enumerate(self.choices(kind)):
+        for i, (name, magnitude, padding) in enumerate(self.choices(kind)):
             if name in seen:
                 raise InputError.at([*_LOC, i], f"transform {name!r} is listed twice; keep one entry per name")
             seen.add(name)
-            check_transform(name, kind, magnitude, [*_LOC, i])
+            check_transform(name, kind, magnitude, [*_LOC, i], padding)
             if name == "custom" and permutation is None:
                 raise InputError.at(
                     list(_LOC), "transform 'custom' needs task.input_permutation (a permutation of the input indices)"
                 )
-            transforms.append(build_transform(name, kind, shape, magnitude, permutation, [*_LOC, i]))
+            transforms.append(build_transform(name, kind, shape, magnitude, permutation, [*_LOC, i], padding))
         return transforms
 
     def run(self, context: ProbeContext) -> InvarianceResult:
@@ -423,7 +430,7 @@ def _report(transform, terms, outputs_flat, counts, out_shape, with_init) -> Tra
     spec = transform.magnitude_spec
     return TransformReport(
         description=transform.description, kind="continuous" if transform.continuous else "discrete",
-        magnitude=transform.magnitude, magnitude_meaning=None if spec is None else spec.meaning,
+        magnitude=transform.magnitude, magnitude_meaning=None if spec is None else spec.meaning, padding=transform.padding,
         invariance_ratio=estimate("invariance_ratio"), equivariance_ratio=estimate("equivariance_ratio"),
         equivariance_note=None if "equivariance" in terms else transform.equivariance_note(out_shape),
         consistency=estimate("consistency"), lie_derivative=lie, init=init,

@@ -1,4 +1,4 @@
-"""``sharpness``: curvature of the training loss at the uploaded weights (METHODS.md §5).
+"""``sharpness``: curvature of the training loss at the uploaded weights (docs/methods.md §5).
 
 The maths lives in ``workers.probes.functional.hessian``; this module builds the loss of the
 uploaded weights on the task's training split and reports the top Hessian eigenvalues and the

@@ -1,4 +1,4 @@
-"""``simplicity``: function-space complexity of a network and of random members of its space (METHODS.md §3).
+"""``simplicity``: function-space complexity of a network and of random members of its space (docs/methods.md §3).
 
 The maths lives in ``workers.probes.functional.complexity`` (the three metrics) and
 ``...functional.grids`` (where the function is evaluated); this module evaluates the uploaded model

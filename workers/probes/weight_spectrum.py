@@ -1,4 +1,4 @@
-"""``weight_spectrum``: heavy-tailed spectral metrics of the weights (METHODS.md §4).
+"""``weight_spectrum``: heavy-tailed spectral metrics of the weights (docs/methods.md §4).
 
 The maths lives in ``workers.probes.functional.spectrum`` and ``...functional.powerlaw``; this module
 finds the layers of a model, batches their SVDs, and reports per layer, averaged over layers, and
@@ -199,6 +199,9 @@ class WeightSpectrum(Probe):
     two-sided KS distance) on the numerically non-zero eigenvalues.
 
     The model is only read: no mode, ``requires_grad``, hook or weight changes, no gradients.
+
+    Artifacts: ``eigenvalues.<layer>``, each analysed layer's eigenvalues of the weights under study,
+    as the fit saw them (the dashboard draws the ESD and the fitted tail from them).
     """
 
     name = "weight_spectrum"
@@ -270,7 +273,10 @@ class WeightSpectrum(Probe):
         params = self.params
         n_steps = 1 + params.n_init_samples
         context.progress(0.0, "computing weight spectra")
-        layers, dtypes = self._analyse(context.model)
+        layers, dtypes, eigenvalues = self._analyse(context.model)
+        # Each analysed layer's eigenvalues (as the fit saw them), for plots of its ESD.
+        for name, values in eigenvalues.items():
+            context.artifacts[f"eigenvalues.{name}"] = values
         context.progress(1.0 / n_steps, f"analysed {len(layers)} layers")
 
         init = None
@@ -298,8 +304,8 @@ class WeightSpectrum(Probe):
             init=init,
         )
 
-    def _analyse(self, model: torch.nn.Module) -> tuple[list[LayerSpectrum], set[str]]:
-        """Per-layer metrics of one model, and the SVD dtypes used."""
+    def _analyse(self, model: torch.nn.Module) -> tuple[list[LayerSpectrum], set[str], dict[str, np.ndarray]]:
+        """Per-layer metrics of one model, the SVD dtypes used, and each analysed layer's eigenvalues."""
         params = self.params
         weightwatcher = params.convention == "weightwatcher"
         found = list(_spectral_layers(model))
@@ -319,7 +325,7 @@ class WeightSpectrum(Probe):
                 floors = [WW_FIT_THRESHOLD / weightwatcher_eigenvalue_scale(found[i][1]) for i in analysed]
             computed = dict(zip(analysed, spectra([stacks[i] for i in analysed], floors=floors)))
 
-        layers = []
+        layers, eigenvalues = [], {}
         for i, (name, kind, weight) in enumerate(found):
             n_eigs = stacks[i].shape[0] * min(stacks[i].shape[1], stacks[i].shape[2])
             if i not in computed:
@@ -328,14 +334,15 @@ class WeightSpectrum(Probe):
             dtypes.add(str(svd_dtype(stacks[i])).removeprefix("torch."))
             spectrum = computed[i]
             scale = weightwatcher_eigenvalue_scale(kind) if weightwatcher else 1.0
+            eigenvalues[name] = np.asarray(spectrum.eigenvalues * scale, dtype=np.float64)
             metrics = spectral_metrics(
-                spectrum.eigenvalues * scale,
+                eigenvalues[name],
                 convention=params.convention,
                 min_tail=params.min_tail,
                 zero_tolerance=spectrum.zero_tolerance * scale,
             )
             layers.append(_layer_row(name, kind, weight, vars(metrics)))
-        return layers, dtypes
+        return layers, dtypes, eigenvalues
 
 
 def init_member_seeds(seed: int, n: int) -> list[int]:

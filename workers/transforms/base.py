@@ -1,4 +1,4 @@
-"""What an input transform is, for the invariance probe (METHODS.md §2).
+"""What an input transform is, for the invariance probe (docs/methods.md §2).
 
 A ``Transform`` is a family of transformations ``g`` of one kind of input (image, sequence, tabular),
 built for one per-sample shape and one ``magnitude`` (the width of its parameter range). It can
@@ -68,6 +68,10 @@ class Transform(ABC):
     generators: ClassVar[tuple[str, ...]] = ()
     # Unit of the flow parameter t, so a Lie derivative is "per <t_unit>".
     t_unit: ClassVar[str | None] = None
+    # What the transform may read beyond the input's border (``warp.PADDINGS``; the first is the
+    # default); empty for transforms that never read beyond it. ``padding`` is the instance's choice.
+    paddings: ClassVar[tuple[str, ...]] = ()
+    padding: str | None = None
 
     def __init__(self, sample_shape: tuple[int, ...], magnitude: float | None = None):
         """Args: sample_shape: the per-sample input shape; magnitude: the range width (default from

@@ -3,7 +3,9 @@
 Spatial transforms (circular shift, translation, rotation, flips, scale) move pixels and also act on
 image-shaped outputs ``(C', H, W)``; photometric ones (brightness, contrast, Gaussian noise) change
 values only. Continuous transforms resample with the Catmull-Rom warp of
-``workers.transforms.warp`` (zero padding), whose derivative at ``t = 0`` is exact and smooth.
+``workers.transforms.warp``, whose derivative at ``t = 0`` is exact and smooth; what they read
+beyond the border is their ``padding`` option (``zeros`` by default; ``border``, ``reflection`` or
+``circular``, as ``warp.PADDINGS`` defines them).
 Row index grows downwards, column index to the right; ``(x, y)`` = (column, row).
 """
 
@@ -14,7 +16,7 @@ import math
 import torch
 
 from workers.transforms.base import FlowParameterised, Magnitude, ParameterFree, Transform, gather_along, nonzero_offsets
-from workers.transforms.warp import affine_warp, central_gradient, pixel_grid
+from workers.transforms.warp import PADDINGS, Padding, affine_warp, central_gradient, pixel_grid
 
 _IMAGE = frozenset({"image"})
 
@@ -48,14 +50,25 @@ class _WarpTransform(_SpatialTransform):
     ``d/dt g_t x = v_row * d/drow x + v_col * d/dcol x`` with the central-difference gradient
     (``warp.central_gradient``). This equals forward-mode AD through ``flow`` (tested) at a fraction
     of the cost.
+
+    ``padding`` (default ``zeros``) is what the warp reads beyond the border; the generator's
+    central difference at the border pixels uses the same padding.
     """
+
+    paddings = PADDINGS
+
+    def __init__(self, sample_shape: tuple[int, ...], magnitude: float | None = None, padding: Padding = "zeros"):
+        super().__init__(sample_shape, magnitude)
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
+        self.padding = padding
 
     def source_velocities(self, dtype: torch.dtype, device: torch.device) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Per generator, ``(v_row, v_col)`` of shape ``(H, W)``: d(source point)/dt at ``t = 0``."""
         raise NotImplementedError
 
     def tangents(self, x: torch.Tensor, seed: int = 0) -> torch.Tensor:
-        d_row, d_col = central_gradient(x)
+        d_row, d_col = central_gradient(x, self.padding)
         return torch.stack([v_row * d_row + v_col * d_col for v_row, v_col in self.source_velocities(x.dtype, x.device)])
 
 
@@ -84,10 +97,10 @@ class CircularShift(_SpatialTransform):
 
 
 class Translate(FlowParameterised, _WarpTransform):
-    """Translation by ``(tx, ty)`` pixels, each uniform in ``[-m, m]``, zero padding, cubic resampling."""
+    """Translation by ``(tx, ty)`` pixels, each uniform in ``[-m, m]``, cubic resampling, ``padding`` beyond the border."""
 
     name = "translate"
-    description = "translation with zero padding (cubic resampling for sub-pixel shifts)"
+    description = "translation (cubic resampling for sub-pixel shifts; zero padding unless the padding option says otherwise)"
     magnitude_spec = Magnitude("largest shift per axis, in pixels", 2.0, 0, 4096, low_exclusive=True)
     generators = ("x", "y")
     t_unit = "pixel"
@@ -97,7 +110,7 @@ class Translate(FlowParameterised, _WarpTransform):
 
     def flow(self, x: torch.Tensor, t: torch.Tensor, seed: int = 0) -> torch.Tensor:
         identity = torch.eye(2, dtype=x.dtype, device=x.device).expand(x.shape[0], 2, 2)
-        return affine_warp(x, identity, t.to(dtype=x.dtype, device=x.device))
+        return affine_warp(x, identity, t.to(dtype=x.dtype, device=x.device), self.padding)
 
     def source_velocities(self, dtype, device):
         zeros = torch.zeros(self.spatial_shape, dtype=dtype, device=device)
@@ -105,13 +118,13 @@ class Translate(FlowParameterised, _WarpTransform):
 
 
 class Rotate(FlowParameterised, _WarpTransform):
-    """Rotation about the image centre by an angle uniform in ``[-m, m]`` degrees, zero padding.
+    """Rotation about the image centre by an angle uniform in ``[-m, m]`` degrees, ``padding`` beyond the border.
 
     Positive angles turn the content clockwise as displayed (rows grow downwards); t is in radians.
     """
 
     name = "rotate"
-    description = "rotation about the image centre (zero padding, cubic resampling)"
+    description = "rotation about the image centre (cubic resampling; zero padding unless the padding option says otherwise)"
     magnitude_spec = Magnitude("largest angle, in degrees", 15.0, 0, 180, low_exclusive=True)
     generators = ("angle",)
     t_unit = "radian"
@@ -123,7 +136,7 @@ class Rotate(FlowParameterised, _WarpTransform):
         angle = t[:, 0].to(dtype=x.dtype, device=x.device)
         cos, sin = torch.cos(angle), torch.sin(angle)
         inverse = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)
-        return affine_warp(x, inverse, torch.zeros(x.shape[0], 2, dtype=x.dtype, device=x.device))
+        return affine_warp(x, inverse, torch.zeros(x.shape[0], 2, dtype=x.dtype, device=x.device), self.padding)
 
     def source_velocities(self, dtype, device):
         rows, cols = pixel_grid(*self.spatial_shape, dtype, device)
@@ -134,7 +147,7 @@ class Scale(FlowParameterised, _WarpTransform):
     """Zoom about the centre by a factor log-uniform in ``[1/(1+m), 1+m]``; t = natural log of the factor."""
 
     name = "scale"
-    description = "zoom in or out about the image centre (zero padding, cubic resampling)"
+    description = "zoom in or out about the image centre (cubic resampling; zero padding unless the padding option says otherwise)"
     magnitude_spec = Magnitude("largest relative zoom m: factors in [1/(1+m), 1+m]", 0.2, 0, 10, low_exclusive=True)
     generators = ("log_scale",)
     t_unit = "log-scale unit (natural log of the zoom factor)"
@@ -145,7 +158,7 @@ class Scale(FlowParameterised, _WarpTransform):
     def flow(self, x: torch.Tensor, t: torch.Tensor, seed: int = 0) -> torch.Tensor:
         shrink = torch.exp(-t[:, 0].to(dtype=x.dtype, device=x.device))
         inverse = shrink[:, None, None] * torch.eye(2, dtype=x.dtype, device=x.device)
-        return affine_warp(x, inverse, torch.zeros(x.shape[0], 2, dtype=x.dtype, device=x.device))
+        return affine_warp(x, inverse, torch.zeros(x.shape[0], 2, dtype=x.dtype, device=x.device), self.padding)
 
     def source_velocities(self, dtype, device):
         rows, cols = pixel_grid(*self.spatial_shape, dtype, device)

@@ -31,12 +31,15 @@ def default_transform_names(kind: str) -> tuple[str, ...]:
     return tuple(name for name in TRANSFORMS_BY_KIND[kind] if name != CustomPermutation.name)
 
 
-def check_transform(name: str, kind: str, magnitude: float | None, loc: Sequence[str | int]) -> type[Transform]:
-    """The class of transform ``name`` if it fits inputs of ``kind`` and takes ``magnitude``.
+def check_transform(
+    name: str, kind: str, magnitude: float | None, loc: Sequence[str | int], padding: str | None = None
+) -> type[Transform]:
+    """The class of transform ``name`` if it fits inputs of ``kind`` and takes ``magnitude`` and ``padding``.
 
     Raises ``InputError`` at ``loc`` (an unknown name, or one for another input kind; the message
-    lists the valid choices for ``kind``) or at ``[*loc, "magnitude"]`` (a magnitude out of range,
-    or one given to a transform without a range).
+    lists the valid choices for ``kind``), at ``[*loc, "magnitude"]`` (a magnitude out of range,
+    or one given to a transform without a range) or at ``[*loc, "padding"]`` (a padding the
+    transform does not offer, or one given to a transform that never reads beyond the border).
     """
     choices = list(TRANSFORMS_BY_KIND[kind])
     cls = TRANSFORMS.get(name)
@@ -55,6 +58,9 @@ def check_transform(name: str, kind: str, magnitude: float | None, loc: Sequence
         problem = spec.problem(magnitude)
         if problem is not None:
             raise InputError.at([*loc, "magnitude"], problem)
+    if padding is not None and padding not in cls.paddings:
+        offered = f"choose from {list(cls.paddings)}" if cls.paddings else "it never reads beyond the border; remove it"
+        raise InputError.at([*loc, "padding"], f"transform {name!r} has no padding {padding!r}: {offered}")
     return cls
 
 
@@ -65,14 +71,16 @@ def build_transform(
     magnitude: float | None = None,
     permutation: Sequence[int] | None = None,
     loc: Sequence[str | int] = ("transforms",),
+    padding: str | None = None,
 ) -> Transform:
     """Construct transform ``name`` for inputs of ``kind`` and per-sample shape ``sample_shape``.
 
-    ``permutation`` is the task's ``input_permutation``, needed by ``custom`` only. Raises
-    ``InputError`` as ``check_transform`` does, and at ``loc`` when ``custom`` has no permutation or
-    one of the wrong length.
+    ``permutation`` is the task's ``input_permutation``, needed by ``custom`` only; ``padding``
+    (default: the transform's own, ``zeros`` for the warps) only for transforms that offer one.
+    Raises ``InputError`` as ``check_transform`` does, and at ``loc`` when ``custom`` has no
+    permutation or one of the wrong length.
     """
-    cls = check_transform(name, kind, magnitude, loc)
+    cls = check_transform(name, kind, magnitude, loc, padding)
     if cls is CustomPermutation:
         if permutation is None:
             raise InputError.at(
@@ -83,4 +91,6 @@ def build_transform(
             return CustomPermutation(sample_shape, magnitude, permutation=permutation)
         except ValueError as exc:
             raise InputError.at(["task", "input_permutation"], f"{exc}") from None
+    if padding is not None:
+        return cls(sample_shape, magnitude, padding=padding)  # type: ignore[call-arg]
     return cls(sample_shape, magnitude)

@@ -1,16 +1,22 @@
-"""Uploaded models: ``POST /models`` (multipart), ``GET /models``, ``GET /models/{id}``."""
+"""Uploaded models: ``POST /models`` (multipart), ``GET /models[?name=]``, ``GET|DELETE /models/{id}``.
+
+``{id}`` may be ``latest:<name>``: the newest model of that lineage.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, File, Form, HTTPException, Query, UploadFile, status
-from sqlalchemy import func, select
 
+from app.api.auth import AdminAccess, ReadAccess, WriteAccess
 from app.deps import RuntimeDep, SessionDep
 from app.orm import DatasetRecord, ModelRecord
 from app.schemas.models import ModelCreated, ModelList, ModelRead
-from app.services.uploads import create_model
+from app.services import catalog
+from app.services.model_refs import find_model
+from app.services.removal import StillReferenced, delete_model
+from app.services.uploads import ModelProvenance, create_model
 from models.errors import InputError
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -20,6 +26,7 @@ router = APIRouter(prefix="/models", tags=["models"])
 def upload_model(
     session: SessionDep,
     runtime: RuntimeDep,
+    caller: WriteAccess,
     file: Annotated[
         UploadFile,
         File(description="Checkpoint: .safetensors (preferred), a weights-only .pt state dict, a .pt2, or an .onnx graph."),
@@ -27,8 +34,12 @@ def upload_model(
     arch: Annotated[
         str | None, Form(description='Architecture spec as JSON, e.g. {"name": "mlp", "in_dim": 64, ...}; none for .onnx.')
     ] = None,
-    name: Annotated[str | None, Form(max_length=200)] = None,
+    name: Annotated[str | None, Form(max_length=200, description="the lineage CI reports on; default: the file name")] = None,
     tags: Annotated[str | None, Form(description="JSON list or comma-separated.")] = None,
+    version: Annotated[str | None, Form(max_length=100)] = None,
+    commit: Annotated[str | None, Form(max_length=64, description="git commit the checkpoint was built from")] = None,
+    branch: Annotated[str | None, Form(max_length=200)] = None,
+    ci_url: Annotated[str | None, Form(max_length=500, description="the CI job that uploaded it")] = None,
     dataset: Annotated[
         str | None,
         Form(description=".onnx only: an uploaded dataset id whose samples bind dynamic input axes and feed the onnxruntime check."),
@@ -47,6 +58,8 @@ def upload_model(
         arch_json=arch,
         name=name,
         tags=tags,
+        provenance=ModelProvenance(version=version, commit=commit, branch=branch, ci_url=ci_url),
+        created_by=caller.key_name,
         max_bytes=runtime.settings.max_upload_bytes,
         graph_limits=runtime.settings.graph_limits(),
         dataset=dataset_record,
@@ -58,27 +71,35 @@ def upload_model(
 @router.get("", response_model=ModelList, operation_id="list_models")
 def list_models(
     session: SessionDep,
+    _: ReadAccess,
+    name: Annotated[str | None, Query(max_length=200, description="one lineage, newest first")] = None,
     family: str | None = None,
     tag: str | None = None,
+    sha256: Annotated[str | None, Query(max_length=64, description="models with exactly these bytes")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> ModelList:
-    filters = [ModelRecord.family == family] if family else []
-    ordered = select(ModelRecord).where(*filters).order_by(ModelRecord.created_at.desc(), ModelRecord.id)
-    if tag:
-        # Tags are a JSON list; filtering them in Python keeps one code path for SQLite and
-        # PostgreSQL. Fine at registry scale; move to a JSONB containment query if that changes.
-        records = [r for r in session.scalars(ordered) if tag in (r.tags or [])]
-        count, page = len(records), records[offset : offset + limit]
-    else:
-        count = session.scalar(select(func.count()).select_from(ModelRecord).where(*filters)) or 0
-        page = session.scalars(ordered.offset(offset).limit(limit)).all()
+    page, count = catalog.list_models(session, family=family, tag=tag, name=name, sha256=sha256, limit=limit, offset=offset)
     return ModelList(data=[ModelRead.model_validate(r) for r in page], count=count)
 
 
-@router.get("/{model_id}", response_model=ModelRead, operation_id="get_model")
-def get_model(model_id: str, session: SessionDep) -> ModelRead:
-    record = session.get(ModelRecord, model_id)
+def _get_model(session, model_ref: str) -> ModelRecord:
+    record = find_model(session, model_ref)
     if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model with id '{model_id}'")
-    return ModelRead.model_validate(record)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no model '{model_ref}'")
+    return record
+
+
+@router.get("/{model_ref}", response_model=ModelRead, operation_id="get_model")
+def get_model(model_ref: str, session: SessionDep, _: ReadAccess) -> ModelRead:
+    """A model by id, or ``latest:<name>``."""
+    return ModelRead.model_validate(_get_model(session, model_ref))
+
+
+@router.delete("/{model_ref}", status_code=status.HTTP_204_NO_CONTENT, operation_id="delete_model")
+def remove_model(model_ref: str, session: SessionDep, _: AdminAccess) -> None:
+    """Delete a model no run references (409 naming the runs otherwise)."""
+    try:
+        delete_model(session, _get_model(session, model_ref))
+    except StillReferenced as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None

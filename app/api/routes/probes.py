@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.api.auth import ReadAccess
 from app.schemas.probes import ProbeInfo, ProbeList
 from workers.probes.registry import PROBES
 
@@ -11,7 +12,7 @@ router = APIRouter(prefix="/probes", tags=["probes"])
 
 
 @router.get("", response_model=ProbeList, operation_id="list_probes")
-def list_probes() -> ProbeList:
+def list_probes(_: ReadAccess) -> ProbeList:
     data = [
         ProbeInfo(
             name=name,

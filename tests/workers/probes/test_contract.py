@@ -32,8 +32,20 @@ def _spec(probe: str, family: str, seed: int) -> RunSpec:
     return RunSpec.model_validate({"model": {"arch": TINY_ARCHS[family]}, "task": task, "probes": {probe: {}}, "seed": seed})
 
 
-@pytest.mark.parametrize("family", sorted(TINY_ARCHS))
-@pytest.mark.parametrize("probe", PROBE_NAMES)
+# Default params on these pairings take 4-9 s with one thread (--durations): the full suite runs
+# them, the fast loop (-m "not slow") leaves them out.
+SLOW_PAIRINGS = {("inductive_bias", "mlp"), ("simplicity", "cnn"), ("simplicity", "vit")}
+
+
+@pytest.mark.parametrize(
+    "probe, family",
+    [
+        pytest.param(probe, family, id=f"{probe}-{family}",
+                     marks=[pytest.mark.slow] if (probe, family) in SLOW_PAIRINGS else [])
+        for probe in PROBE_NAMES
+        for family in sorted(TINY_ARCHS)
+    ],
+)
 def test_default_params_run_and_are_deterministic(probe, family):
     if PROBES[probe].requires_task and family != "mlp":
         pytest.skip("task-based probes are exercised on the MLP/gaussian_clusters pairing here")
@@ -51,7 +63,11 @@ def test_default_params_run_and_are_deterministic(probe, family):
     assert run(4) != first
 
 
-@pytest.mark.parametrize("probe", PROBE_NAMES)
+@pytest.mark.parametrize(
+    "probe",
+    # inductive_bias trains its default 1000 hypotheses here: 3.5 s with one thread.
+    [pytest.param(p, marks=[pytest.mark.slow] if p == "inductive_bias" else []) for p in PROBE_NAMES],
+)
 def test_probe_leaves_the_model_untouched(probe):
     arch = parse_arch(TINY_ARCHS["mlp"])
     model = build_model(arch, seed=0)

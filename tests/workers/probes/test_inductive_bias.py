@@ -95,6 +95,7 @@ def test_ci95_covers_the_exact_value_in_the_deep_tail(probability):
     assert result.empirical_bits is None and result.empirical_bits_ci95[0] <= truth
 
 
+@pytest.mark.slow  # measured 4.9 s with one thread (--durations)
 def test_sharding_and_chunking_do_not_change_the_losses():
     dataset = load_builtin("gaussian_clusters", {"in_dim": 2, "n_classes": 3, "n_train": 64, "n_test": 64}, seed=0)
     arch = {"name": "mlp", "in_dim": 2, "hidden": [16], "out_dim": 3}
@@ -116,6 +117,7 @@ def test_sharding_and_chunking_do_not_change_the_losses():
     np.testing.assert_allclose(context.artifacts["losses.target"], losses_a, rtol=1e-6)
 
 
+@pytest.mark.slow  # measured 7.8 s with one thread (--durations)
 def test_deterministic_per_seed_and_seed_matters():
     dataset, _ = linear_task()
     task = {"dataset": {"builtin": "x"}, "target_error": 1.0}
@@ -126,6 +128,7 @@ def test_deterministic_per_seed_and_seed_matters():
     assert a.spaces["target"].bits != c.spaces["target"].bits
 
 
+@pytest.mark.slow  # measured 3.5 s with one thread (--durations)
 def test_kernel_exact_and_sampled_agree_on_a_small_problem():
     dataset = load_builtin("sine", {"in_dim": 1, "n_train": 20, "n_test": 15, "noise_std": 0.1}, seed=0)
     arch = {"name": "mlp", "in_dim": 1, "hidden": [8], "out_dim": 1}
@@ -145,6 +148,7 @@ def test_kernel_exact_and_sampled_agree_on_a_small_problem():
     assert result.kernel["lengthscale"] == 0.3
 
 
+@pytest.mark.slow  # measured 12.5 s with one thread (--durations)
 def test_relative_bias_between_spaces_and_model_bits():
     dataset = load_builtin("gaussian_clusters", {"in_dim": 2, "n_classes": 3, "n_train": 64, "n_test": 64}, seed=0)
     arch = {"name": "mlp", "in_dim": 2, "hidden": [16], "out_dim": 3}

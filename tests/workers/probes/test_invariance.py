@@ -224,6 +224,16 @@ def test_magnitudes_are_applied_and_reported():
     assert result.transforms["brightness"].magnitude == 0.1
 
 
+def test_padding_is_applied_to_the_warps_and_reported():
+    zeros = run(context(CIRCULAR_CNN), transforms=["translate", "horizontal_flip"]).transforms
+    reflected = run(context(CIRCULAR_CNN), transforms=[{"name": "translate", "padding": "reflection"}]).transforms
+    assert zeros["translate"].padding == "zeros" and zeros["horizontal_flip"].padding is None
+    assert reflected["translate"].padding == "reflection"
+    # Only the border pixels' generator changes; on a 6x6 image that is most of the signal.
+    lie_zeros, lie_reflected = zeros["translate"].lie_derivative.value, reflected["translate"].lie_derivative.value
+    assert abs(lie_reflected - lie_zeros) > 0.05 * lie_zeros
+
+
 @pytest.mark.parametrize(
     "transforms, loc, fragment",
     [
@@ -232,6 +242,7 @@ def test_magnitudes_are_applied_and_reported():
         ([{"name": "rotate", "magnitude": 500}], ["probes", "invariance", "transforms", 0, "magnitude"], "degrees"),
         (["rotate", "rotate"], ["probes", "invariance", "transforms", 1], "twice"),
         (["custom"], ["probes", "invariance", "transforms"], "input_permutation"),
+        ([{"name": "brightness", "padding": "reflection"}], ["probes", "invariance", "transforms", 0, "padding"], "border"),
     ],
 )
 def test_check_inputs_refuses_transforms_that_do_not_fit(transforms, loc, fragment):

@@ -270,3 +270,25 @@ def test_registered_with_its_metadata():
     assert schema["properties"]["min_tail"]["minimum"] == 5
     assert set(WeightSpectrum.Result.model_json_schema()["properties"]) == {
         "convention", "conv_mode", "weights", "svd_dtype", "layers", "summary", "init"}  # fmt: skip
+
+
+def test_eigenvalues_of_every_analysed_layer_are_kept_as_artifacts():
+    """The artifacts are the spectra the metrics came from: sum of eigenvalues = squared Frobenius norm."""
+    import torch
+
+    from models.registry import build_model
+    from models.specs import parse_arch
+    from workers.probes.base import ProbeContext
+    from workers.probes.weight_spectrum import WeightSpectrum
+
+    arch = parse_arch({"name": "mlp", "in_dim": 6, "hidden": [12], "out_dim": 3})
+    model = build_model(arch, seed=0)
+    context = ProbeContext(arch=arch, model=model, has_uploaded_weights=True, make_member=lambda s: build_model(arch, seed=s),
+                           seed=0, device=torch.device("cpu"))  # fmt: skip
+    result = WeightSpectrum(WeightSpectrum.Params(n_init_samples=0)).run(context)
+    assert sorted(context.artifacts) == sorted(f"eigenvalues.{layer.name}" for layer in result.layers)
+    for layer in result.layers:
+        weight = dict(model.named_parameters())[f"{layer.name}.weight"].detach().double()
+        eigenvalues = context.artifacts[f"eigenvalues.{layer.name}"]
+        assert eigenvalues.shape == (layer.n_eigs,)
+        assert abs(eigenvalues.sum() - float((weight**2).sum())) <= 1e-10 * float((weight**2).sum())

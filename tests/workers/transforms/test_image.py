@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from workers.transforms import Transform, build_transform
+from models.errors import InputError
+from workers.transforms import Transform, build_transform, check_transform
 
 SHAPE = (2, 7, 6)
 CONTINUOUS = ("translate", "rotate", "scale", "brightness", "contrast", "gaussian_noise")
@@ -14,8 +15,8 @@ def image(n=3, seed=0, shape=SHAPE):
     return torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def make(name, magnitude=None, shape=SHAPE):
-    return build_transform(name, "image", shape, magnitude)
+def make(name, magnitude=None, shape=SHAPE, padding=None):
+    return build_transform(name, "image", shape, magnitude, padding=padding)
 
 
 def draws(transform, n=3, seed=0):
@@ -98,10 +99,59 @@ def test_flow_is_the_identity_at_zero_and_tangents_match_central_differences(nam
         torch.testing.assert_close(tangents[j], fd, atol=1e-6, rtol=0)
 
 
+@pytest.mark.parametrize("padding", ["zeros", "border", "reflection", "circular"])
 @pytest.mark.parametrize("name", ["translate", "rotate", "scale"])
-def test_closed_form_generators_equal_forward_mode_ad_through_the_warp(name):
-    transform, x = make(name), image(2)
+def test_closed_form_generators_equal_forward_mode_ad_through_the_warp(name, padding):
+    transform, x = make(name, padding=padding), image(2)
+    assert transform.padding == padding
     torch.testing.assert_close(transform.tangents(x), Transform.tangents(transform, x), atol=1e-12, rtol=0)
+
+
+def test_translation_padding_by_hand_on_a_four_pixel_row():
+    # Content moves right by one pixel: output column q reads input column q - 1, so column 0 reads
+    # column -1, which each padding fills in its own way; the other columns are plain pixel moves.
+    x = torch.tensor([[[[1.0, 2.0, 4.0, 8.0]]]], dtype=torch.float64)
+    one_right = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    expected = {"zeros": [0, 1, 2, 4], "border": [1, 1, 2, 4], "reflection": [2, 1, 2, 4], "circular": [8, 1, 2, 4]}
+    for padding, row in expected.items():
+        out = make("translate", shape=(1, 1, 4), padding=padding).flow(x, one_right)
+        torch.testing.assert_close(out[0, 0, 0], torch.tensor(row, dtype=torch.float64), atol=1e-15, rtol=0)
+    # Half a pixel: Catmull-Rom weights (-1/16, 9/16, 9/16, -1/16) over columns q-2 .. q+1. At
+    # column 0 (reads -2, -1, 0, 1) reflection gives x[2], x[1], x[0], x[1]:
+    half = make("translate", shape=(1, 1, 4), padding="reflection").flow(x, torch.tensor([[0.5, 0.0]], dtype=torch.float64))
+    assert half[0, 0, 0, 0].item() == pytest.approx((-4 + 9 * 2 + 9 * 1 - 2) / 16, abs=1e-14)
+    # The generator at the border pixel is minus the central difference (x[1] - x[-1]) / 2: 0 under
+    # reflection (x[-1] = x[1]), -1 under zero padding. The Lie derivative differs there.
+    assert make("translate", shape=(1, 1, 4), padding="reflection").tangents(x)[0, 0, 0, 0, 0].item() == 0.0
+    assert make("translate", shape=(1, 1, 4)).tangents(x)[0, 0, 0, 0, 0].item() == pytest.approx(-1.0)
+
+
+def test_circular_padding_makes_integer_translations_circular_shifts():
+    x = image(2)
+    shifts = torch.tensor([[2.0, -1.0], [-3.0, 4.0]], dtype=torch.float64)
+    out = make("translate", padding="circular").flow(x, shifts)
+    for i in range(2):
+        expected = torch.roll(x[i], (int(shifts[i, 1]), int(shifts[i, 0])), dims=(-2, -1))
+        torch.testing.assert_close(out[i], expected, atol=1e-14, rtol=0)
+
+
+def test_padding_changes_only_the_pixels_that_read_beyond_the_border():
+    x = image(1)
+    t = torch.tensor([[0.3, -0.4]], dtype=torch.float64)
+    zeros, reflected = make("translate").flow(x, t), make("translate", padding="reflection").flow(x, t)
+    # A shift below one pixel reads 2 pixels either side of the source point: rows and columns
+    # within 2 of the border may differ, the interior may not.
+    torch.testing.assert_close(zeros[..., 2:-2, 2:-2], reflected[..., 2:-2, 2:-2], atol=1e-15, rtol=0)
+    assert (zeros - reflected).abs().amax().item() > 1e-3
+
+
+def test_padding_is_offered_by_the_warps_only():
+    assert make("rotate").padding == "zeros" and make("horizontal_flip").padding is None
+    with pytest.raises(InputError) as caught:
+        check_transform("horizontal_flip", "image", None, ["transforms", 0], "reflection")
+    assert caught.value.errors[0]["loc"] == ["transforms", 0, "padding"]
+    with pytest.raises(InputError, match="choose from"):
+        check_transform("translate", "image", None, ["transforms", 0], "mirror")
 
 
 def test_translation_generator_is_minus_the_central_difference_gradient():

@@ -1,4 +1,4 @@
-"""The inductive-bias estimate from sampled losses: every number the report needs (METHODS.md §1).
+"""The inductive-bias estimate from sampled losses: every number the report needs (docs/methods.md §1).
 
 ``bits = -log2 P(L <= epsilon)`` for the loss ``L`` of a random hypothesis, from ``S`` sampled losses:
 fitted (scaled non-central chi-squared, ``noncentral_chi2``) with a percentile-bootstrap interval

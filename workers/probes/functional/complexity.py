@@ -1,4 +1,4 @@
-"""Complexity of a function sampled on a regular grid (METHODS.md §3; Teney et al., "Neural Redshift:
+"""Complexity of a function sampled on a regular grid (docs/methods.md §3; Teney et al., "Neural Redshift:
 Random Networks are not Random Functions", CVPR 2024, https://arxiv.org/abs/2403.02241).
 
 Pure functions on tensors. A *grid* is the last axis (``grid_dims=1``: ``(..., G)``) or the last two

@@ -1,6 +1,6 @@
 """The ``init`` and ``trained`` hypothesis samplers of ``inductive_bias``, batched over hypotheses.
 
-Idea (METHODS.md §1, Speed): S hypotheses are trained at once as one ensemble with stacked
+Idea (docs/methods.md §1, Speed): S hypotheses are trained at once as one ensemble with stacked
 parameters. One optimizer over the stacked tensors minimising the SUM of the members' own
 training losses is exactly S independent runs: the members' parameters are disjoint, so member j's
 gradient is the gradient of its own loss, and Adam/SGD update every scalar from its own gradient

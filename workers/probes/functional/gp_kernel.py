@@ -1,6 +1,6 @@
 """The ``kernel`` hypothesis space: samples of a Gaussian-process posterior, and their test losses.
 
-Idea (METHODS.md §1, "Samplers" and "Kernel space exactly"): a hypothesis is a function drawn from
+Idea (docs/methods.md §1, "Samplers" and "Kernel space exactly"): a hypothesis is a function drawn from
 the posterior of a zero-mean GP with RBF kernel
 
     k(a, b) = signal_variance * exp(-|a - b|^2 / (2 lengthscale^2))        (inputs flattened)
@@ -27,7 +27,11 @@ matrix is ever taken. The exact path (``kernel_mse_distribution``) uses those sa
 variance, which it treats as constant).
 
 Hypothesis ``i`` draws its ``z`` from a Philox stream keyed by ``seed`` whose counter starts at
-``i << 128``: its sample depends only on ``(seed, i)``, never on chunking or sharding.
+``i << 128``: its normals depend only on ``(seed, i)``, never on chunking or sharding. The product
+``L z`` is one GEMM per chunk, and BLAS kernels may round a column differently depending on the
+matrix width and thread split (1 ulp seen on AMD EPYC between chunk sizes). Losses are therefore
+bit-identical for the same chunk boundaries, BLAS build, CPU and thread count, and otherwise agree
+to float64 rounding (a 30-term dot product per value: about 1e-14 relative).
 """
 
 from __future__ import annotations
@@ -323,7 +327,9 @@ def sample_kernel_losses(
         loss: ``mse`` (mean over test points and outputs of the squared error), ``cross_entropy``
             (mean over test points of ``-log softmax(f)[label]``) or ``zero_one`` (fraction of test
             points whose argmax is not the label), each the exact mean over the whole test set.
-        chunk: hypotheses per batched matmul (memory only: results do not depend on it).
+        chunk: hypotheses per batched matmul (memory). The same hypotheses for any chunk; their
+            losses agree to float64 rounding, bit for bit only with the same chunk boundaries
+            (module docstring).
         first_index: index of the first hypothesis (a shard's offset).
 
     Returns:

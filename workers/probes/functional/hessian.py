@@ -1,4 +1,4 @@
-"""Curvature of a loss from Hessian-vector products: top eigenvalues and trace (METHODS.md §5).
+"""Curvature of a loss from Hessian-vector products: top eigenvalues and trace (docs/methods.md §5).
 
 Pure functions, no ``nn.Module``: the loss is any function of a parameter dict returning a scalar
 (e.g. ``torch.func.functional_call`` of a model on fixed data), and the Hessian ``H`` is never

@@ -1,6 +1,6 @@
 """Test loss of every hypothesis of an ensemble: the L_test(h) whose distribution ``inductive_bias`` fits.
 
-Each loss is the exact mean over the whole test set (METHODS.md §1; the reference code divides a
+Each loss is the exact mean over the whole test set (docs/methods.md §1; the reference code divides a
 sum by the batch size instead, which is wrong whenever the last batch is short or there are
 several batches):
 

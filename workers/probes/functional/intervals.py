@@ -1,4 +1,4 @@
-"""Interval estimates for the inductive-bias estimator (METHODS.md §1).
+"""Interval estimates for the inductive-bias estimator (docs/methods.md §1).
 
 - ``clopper_pearson``: the exact binomial interval of a fraction ``k / n`` (Clopper & Pearson 1934),
   from quantiles of the beta distribution; it never covers less than its level.

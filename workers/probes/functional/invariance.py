@@ -1,4 +1,4 @@
-"""The maths of the invariance probe (METHODS.md §2), as pure functions.
+"""The maths of the invariance probe (docs/methods.md §2), as pure functions.
 
 Sample-based errors (Gruver et al., ICLR 2023, and the baselines that paper compares with), on
 per-sample terms computed by the probe:
@@ -220,7 +220,7 @@ class StackedEnsemble:
 
 def linear_permutation_ratio(weight: np.ndarray, permutation: Sequence[int]) -> float:
     """Closed form of ``invariance_ratio`` for ``f(x) = W x``, ``x ~ N(0, I)``, ``(Px)_i = x_{perm[i]}``:
-    ``||W (P - I)||_F^2 / (2 ||W||_F^2)`` (METHODS.md §2)."""
+    ``||W (P - I)||_F^2 / (2 ||W||_F^2)`` (docs/methods.md §2)."""
     weight = np.asarray(weight, dtype=np.float64)
     perm = np.asarray(permutation)
     permuted = np.zeros_like(weight)

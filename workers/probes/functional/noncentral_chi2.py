@@ -1,4 +1,4 @@
-"""Scaled non-central chi-squared fits of sampled losses and their lower tail (METHODS.md §1).
+"""Scaled non-central chi-squared fits of sampled losses and their lower tail (docs/methods.md §1).
 
 Model: a loss is ``L = scale * X`` with ``X ~ ncx2(df, nc)`` (loc 0). For ``X ~ ncx2(k, l)`` the
 mean is ``k + l``, the variance ``2(k + 2l)`` and the third central moment ``8(k + 3l)``; with the

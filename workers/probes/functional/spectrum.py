@@ -1,4 +1,4 @@
-"""Eigenvalue spectra of weight matrices and the heavy-tailed metrics built on them (METHODS.md §4).
+"""Eigenvalue spectra of weight matrices and the heavy-tailed metrics built on them (docs/methods.md §4).
 
 Pure functions on tensors and arrays, no ``nn.Module``: how a weight tensor becomes matrices, the
 batched decomposition that turns matrices into eigenvalues, the per-layer metrics of Martin & Mahoney

@@ -30,6 +30,7 @@ def test_bulk_epsilon_matches_exact_bits_and_empirical_fraction():
     assert result.model_bits(epsilon) == pytest.approx(result.bits)
 
 
+@pytest.mark.slow  # measured 3.0 s with one thread (--durations)
 def test_ci_covers_exact_bits_in_the_deep_tail_for_most_seeds():
     # P(L <= epsilon) = 1e-9: no sample of 1000 reaches it. A 95% interval misses in 10 independent
     # seeds more than twice with probability 1.2% (binomial), so ">= 8 of 10" fails only if coverage is

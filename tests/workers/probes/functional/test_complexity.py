@@ -124,7 +124,7 @@ def test_windowed_ramp_is_low_and_the_unwindowed_ramp_leaks():
     assert windowed < 0.04
     assert unwindowed == pytest.approx(0.191, abs=0.002)  # the edge step's 1/k spectrum
     x256, _ = grid(256)
-    assert mean_frequency(t(x256), window="none").item() == pytest.approx(0.145, abs=0.002)  # METHODS' ~0.14
+    assert mean_frequency(t(x256), window="none").item() == pytest.approx(0.145, abs=0.002)  # docs/methods.md §3: 0.145
     assert mean_frequency(t(x256)).item() < 0.01
     # A diagonal ramp too.
     assert mean_frequency(t(x + y)).item() < 0.04

@@ -72,7 +72,7 @@ def _plain_losses(arch, dataset, train, loss, n, seed):
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
 def test_one_optimizer_over_stacked_params_equals_separate_runs(optimizer, make_opt):
     # Adam and SGD are elementwise: a summed loss over disjoint stacked members gives each member
-    # exactly its own run (the claim METHODS.md §1 "Speed" relies on).
+    # exactly its own run (the claim docs/methods.md §1 "Speed" relies on).
     S, steps = 4, 25
     generator = torch.Generator().manual_seed(0)
     init = torch.randn(S, 5, 3, generator=generator)
