@@ -141,17 +141,22 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
 
     Paths in the spec (model.weights, task.dataset.path) are relative to the spec file.
     """
+    from workers.runspec import RunSpec
+
+    # Validate before importing the runner: it pulls in torch (seconds on a cold start), and a
+    # spec error should come back at once.
+    try:
+        spec = RunSpec.model_validate_json(spec_path.read_text())
+    except ValidationError as exc:
+        _fail_on_input_error(InputError.from_validation(exc))
+
     from tqdm import tqdm
 
     from app.report_table import format_summary
     from workers.preflight import preflight
     from workers.runner import execute_run, load_task_dataset, pick_device
-    from workers.runspec import RunSpec, with_data_input
+    from workers.runspec import with_data_input
 
-    try:
-        spec = RunSpec.model_validate_json(spec_path.read_text())
-    except ValidationError as exc:
-        _fail_on_input_error(InputError.from_validation(exc))
     base_dir = spec_path.parent
     weights_path = None
     if spec.model.weights is not None:

@@ -52,6 +52,28 @@ def test_run_reports_spec_errors_by_field(tmp_path):
     assert result.exit_code == 2 and "no such file" in result.output
 
 
+_IMPORTS_AFTER = """
+import sys
+from app.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    print("EXIT", exit.code, "TORCH", "torch" in sys.modules)
+"""
+
+
+def test_help_and_spec_errors_answer_without_importing_torch(tmp_path):
+    # Importing torch is most of a cold start (seconds on a busy 2-core machine): help and a spec
+    # the schema refuses must not pay it. A fresh interpreter, so nothing is imported already.
+    import subprocess
+    import sys
+
+    (tmp_path / "spec.json").write_text(json.dumps({"model": {"arch": {"name": "mlp"}}, "probes": {}}))
+    for argv, code in ((["--help"], 0), (["run", str(tmp_path / "spec.json")], 2)):
+        out = subprocess.run([sys.executable, "-c", _IMPORTS_AFTER, *argv], capture_output=True, text=True, check=True)
+        assert f"EXIT {code} TORCH False" in out.stdout, out.stdout + out.stderr
+
+
 @pytest.mark.slow  # the whole demo: minutes
 def test_demo_runs_every_probe_through_the_embedded_service(tmp_path):
     result = CliRunner().invoke(main, ["demo", "--data-dir", str(tmp_path)])

@@ -192,3 +192,25 @@ def test_a_second_worker_computes_shards_and_the_merged_result_equals_the_local_
     assert served.shape == (240,)
     np.testing.assert_array_equal(served, kept["inductive_bias.losses.target"])
     assert report["probes"]["inductive_bias"] == local.model_dump(mode="json")["probes"]["inductive_bias"]
+
+
+def test_rare_event_replicates_run_as_shards_through_the_workers(distributed_client):
+    """method rare_event: each replicate is a shard (JSON through Redis and PostgreSQL); the merged
+    estimate matches the same spec run in this process (equal up to BLAS rounding, which can change
+    a threshold comparison, so compared through the intervals), with every replicate present."""
+    from workers.runner import load_task_dataset
+
+    task = {"dataset": {"builtin": "teacher", "in_dim": 4, "n_train": 30, "n_test": 30}, "target_error": 0.05}
+    probe = {"sampler": "kernel", "n_hypotheses": 30, "method": "rare_event", "rare_event": {"chains": 100, "replicates": 4}}
+    spec = {"model": {"arch": {"name": "mlp", "in_dim": 4, "hidden": [8], "out_dim": 1}}, "task": task,
+            "probes": {"inductive_bias": probe}, "seed": 3}
+    run_id = distributed_client.post("/api/v1/runs", json=spec).json()["id"]
+    finished = wait_for_run(distributed_client, run_id)
+    assert finished["status"] == "succeeded", finished["error"]
+    target = distributed_client.get(f"/api/v1/runs/{run_id}/report").json()["probes"]["inductive_bias"]["spaces"]["target"]
+    assert target["method"] == "rare_event" and len(target["rare_event"]["replicate_bits"]) == 4
+    local_spec = RunSpec.model_validate(spec)
+    local = execute_run(local_spec, weights_path=None, dataset=load_task_dataset(local_spec), artifact_sink=None)
+    mine = local.model_dump(mode="json")["probes"]["inductive_bias"]["spaces"]["target"]
+    assert max(target["ci95"][0], mine["ci95"][0]) <= min(target["ci95"][1], mine["ci95"][1])
+    assert target["exact_bits"] == mine["exact_bits"]

@@ -26,7 +26,7 @@ def needed_scope(method: str, path: str) -> KeyScope | None:
     return KeyScope.read if method in ("GET", "HEAD") else KeyScope.write
 
 
-def _routes() -> list[tuple[str, str]]:
+def _all_routes() -> list[tuple[str, str]]:
     """Every (method, path) the app serves, included routers flattened (HEAD is GET's twin)."""
     app = create_app(Settings(database_url=None, broker_url=None))
     return sorted(
@@ -37,7 +37,11 @@ def _routes() -> list[tuple[str, str]]:
     )
 
 
-ROUTES = _routes()
+ALL_ROUTES = _all_routes()
+# The API takes bearer keys; the dashboard's pages take the key from a sign-in cookie instead.
+ROUTES = [(method, path) for method, path in ALL_ROUTES if path.startswith("/api/") or (method, path) in PUBLIC]
+DASHBOARD_OPEN = {("GET", "/signin"), ("POST", "/signin"), ("POST", "/signout")}
+DASHBOARD_ROUTES = [route for route in ALL_ROUTES if route not in ROUTES and route not in DASHBOARD_OPEN]
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +85,20 @@ def test_route_needs_its_scope(secured, method, path):
         assert refused.json()["detail"].endswith(f"has scope '{weaker}'; this needs scope '{scope}'")
     for enough in [s for s in KeyScope if s.includes(scope)]:
         assert _call(secured, method, path, secured.keys[enough]).status_code not in (401, 403)
+
+
+def test_every_dashboard_page_sends_a_visitor_without_a_key_to_sign_in(secured):
+    """The pages (routes outside /api/v1, from the same route table) hold data too: without the
+    sign-in cookie each one redirects to /signin, whatever the method, and never shows content."""
+    assert len(DASHBOARD_ROUTES) >= 10 and ("GET", "/") in DASHBOARD_ROUTES
+    for method, path in DASHBOARD_ROUTES:
+        response = secured.request(method, re.sub(r"\{[^}]+\}", "x", path), follow_redirects=False)
+        assert response.status_code == 303, (method, path, response.status_code)
+        assert response.headers["location"].startswith("/signin?next=")
+        # A bearer header is not a dashboard sign-in: the pages read only their cookie.
+        with_header = secured.request(method, re.sub(r"\{[^}]+\}", "x", path), follow_redirects=False,
+                                      headers={"Authorization": f"Bearer {secured.keys[KeyScope.admin]}"})
+        assert with_header.status_code == 303
 
 
 def test_docs_and_openapi_are_public_and_declare_the_scheme(secured):

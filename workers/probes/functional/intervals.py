@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
-from workers.probes.functional.noncentral_chi2 import NcChi2Fit, bits_below, mle_fit
+from workers.probes.functional.noncentral_chi2 import NcChi2Fit, bits_below, bits_below_fits, mle_fit, mle_refits
 
 FitFn = Callable[[np.ndarray, NcChi2Fit | None], NcChi2Fit]
 
@@ -64,4 +64,10 @@ def bootstrap_bits(
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     start = full_fit if full_fit is not None else fit_fn(x, None)
     indices = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
+    if fit_fn is mle_fit:
+        # All resamples at once (noncentral_chi2.mle_refits): the same fits, one array call per
+        # likelihood evaluation for all of them instead of one Nelder-Mead per resample.
+        counts = np.zeros((n_boot, x.size), dtype=np.int64)
+        np.add.at(counts, (np.arange(n_boot)[:, None], indices), 1)
+        return bits_below_fits(epsilon, mle_refits(x, counts, start))
     return np.array([bits_below(epsilon, fit_fn(x[row], start)) for row in indices])
