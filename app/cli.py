@@ -149,6 +149,51 @@ def _npy_file_sink(out_path: Path):
     return sink
 
 
+def _onnx_arch(path: Path, spec, dataset):
+    """The OnnxSpec of an .onnx file given as weights, bound to the task's data when there is one."""
+    from app.services.uploads import data_input_of
+    from models.graph.describe import describe_graph
+
+    data = spec.task.input if spec.task is not None and getattr(spec.task, "input", None) else None
+    if data is None and dataset is not None:
+        data = data_input_of(dataset.sample_shape, str(dataset.X_test.dtype))
+    return describe_graph(path, data=data)[0]
+
+
+@main.group()
+def models() -> None:
+    """Zoo architectures: make checkpoints the service accepts."""
+
+
+@models.command("template")
+@click.argument("arch_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the safetensors file (default: ARCH_PATH with .safetensors).")
+@click.option("--seed", default=0, show_default=True, type=int)
+def models_template(arch_path: Path, out_path: Path | None, seed: int) -> None:
+    """Write an initialised checkpoint for the zoo architecture in ARCH_PATH and list its parameters.
+
+    Train it in your own script (``build_model`` gives the same module), save
+    ``model.state_dict()`` with the same names, and upload it with this arch.
+    """
+    from models.loading import save_safetensors
+    from models.registry import build_model
+    from models.specs import OnnxSpec, parse_arch
+
+    try:
+        arch = parse_arch(arch_path.read_text())
+    except ValidationError as exc:
+        _fail_on_input_error(InputError.from_validation(exc, prefix=["arch"]))
+    if isinstance(arch, OnnxSpec):
+        raise click.UsageError("ONNX graphs carry their own weights; upload the .onnx file itself")
+    model = build_model(arch, seed=seed)
+    out_path = out_path or arch_path.with_suffix(".safetensors")
+    save_safetensors(model, out_path)
+    for name, tensor in model.state_dict().items():
+        click.echo(f"{name}\t{list(tensor.shape)}")
+    click.echo(f"wrote {out_path}")
+
+
 @main.command("run")
 @click.argument("spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the JSON report.")
@@ -172,6 +217,7 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
     from app.report_table import format_summary
     from workers.preflight import preflight
     from workers.runner import execute_run, load_task_dataset, pick_device
+    from workers.runspec import with_data_input
 
     base_dir = spec_path.parent
     weights_path = None
@@ -182,6 +228,9 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
             _fail_on_input_error(InputError.at(["model", "weights"], f"no such file: {weights_path}"))
     try:
         dataset = load_task_dataset(spec, base_dir=base_dir)
+        if spec.model.arch is None and weights_path is not None and weights_path.suffix.lower() == ".onnx":
+            spec.model.arch = _onnx_arch(weights_path, spec, dataset)
+        spec = with_data_input(spec, None if dataset is None else dataset.describe())
         # What the API refuses with a 422, refused here before any probe starts (the same function).
         preflight(spec, None if dataset is None else dataset.describe())
     except InputError as exc:

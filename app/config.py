@@ -10,10 +10,14 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+if TYPE_CHECKING:
+    from models.graph.checks import GraphLimits
 
 
 class Queue(StrEnum):
@@ -67,6 +71,21 @@ class Settings(BaseSettings):
         default="",
         description="Extra secret mixed into stored key hashes (keys are 256-bit random, so this is defence in depth).",
     )
+    # What an uploaded ONNX graph may cost (models.graph.checks.GraphLimits); over a limit is a 422.
+    onnx_max_nodes: int = Field(default=10_000, gt=0, description="Most nodes in an uploaded ONNX graph.")
+    onnx_max_initializers: int = Field(default=10_000, gt=0, description="Most initializers in an uploaded ONNX graph.")
+    onnx_max_initializer_bytes: int = Field(default=256 * 2**20, gt=0, description="Most bytes the initializers may claim.")
+    onnx_max_subgraph_depth: int = Field(default=4, ge=0, description="Deepest nesting of If/Loop/Scan bodies.")
+    onnx_max_input_elements: int = Field(default=1_000_000, gt=0, description="Most input elements per sample.")
+
+    def graph_limits(self) -> "GraphLimits":
+        from models.graph.checks import GraphLimits
+
+        return GraphLimits(
+            max_file_bytes=self.max_upload_bytes, max_nodes=self.onnx_max_nodes,
+            max_initializers=self.onnx_max_initializers, max_initializer_bytes=self.onnx_max_initializer_bytes,
+            max_subgraph_depth=self.onnx_max_subgraph_depth, max_input_elements=self.onnx_max_input_elements,
+        )
 
     @field_validator("database_url")
     @classmethod
