@@ -44,7 +44,23 @@ def serve(host: str, port: int, reload: bool) -> None:
     else:
         auth = "off: no API keys, every caller is the one local user (PRIORPROBE_AUTH=required to change)"
     click.echo(f"PriorProbe API on http://{host}:{port}/docs, mode: {mode}, auth: {auth}")
-    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, reload=reload)
+    _configure_logging(settings.log_format, "INFO")
+    # On SIGTERM/Ctrl-C uvicorn runs the app's shutdown: the embedded worker's running job stops
+    # at its next progress point and its run is re-queued (resumed at the next start).
+    uvicorn.run("app.main:create_app", factory=True, host=host, port=port, reload=reload,
+                log_config=None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG,
+                timeout_graceful_shutdown=10)
+
+
+def _configure_logging(log_format: str, level: str) -> None:
+    import logging
+
+    from app.observability.log_context import configure_json_logging
+
+    if log_format == "json":
+        configure_json_logging(level)
+    else:
+        logging.basicConfig(level=level)
 
 
 @main.command()
@@ -60,16 +76,62 @@ def worker(queues: str, concurrency: int, pool: str, hostname: str | None, logle
     settings = get_settings()
     if settings.embedded:
         raise click.UsageError("set PRIORPROBE_BROKER_URL (e.g. redis://127.0.0.1:6379/0) and PRIORPROBE_DATABASE_URL")
+    import os
+    import tempfile
+
+    if settings.worker_metrics_port:
+        # Pool children are processes: prometheus-client's multiprocess mode sums their samples.
+        # It must be set before prometheus_client is imported (it picks its value class then).
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="priorprobe-metrics-"))
     # torch.optim imports torch._dynamo on the first optimizer it builds: 2-5 s here. Importing it
     # in the parent once means every pool child (recycled every max_tasks_per_child jobs) inherits it.
     import torch._dynamo  # noqa: F401
+    from celery import signals
 
     from app.jobs.celery_app import create_celery
+    from app.observability.worker_metrics import serve_worker_metrics
 
+    if settings.worker_metrics_port:
+        serve_worker_metrics(settings.worker_metrics_port)
+
+    def setup_logging(loglevel=None, **_) -> None:  # connected: Celery then leaves logging to us
+        _configure_logging(settings.log_format, loglevel or "INFO")
+
+    signals.setup_logging.connect(setup_logging, weak=False)
     argv = ["worker", f"--queues={queues}", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"]
     if hostname:
         argv.append(f"--hostname={hostname}")
     create_celery(settings).worker_main(argv)
+
+
+@main.command()
+def scheduler() -> None:
+    """Run the recovery jobs every PRIORPROBE_RECOVER_EVERY_S in a distributed deployment: the
+    reaper (runs and shards whose worker died go back to the queue, or fail after
+    PRIORPROBE_MAX_RUN_ATTEMPTS) and the reconciler (queued runs with no broker message, e.g. after
+    a broker restart, are enqueued again). Safe to run more than one; stops on SIGTERM/Ctrl-C."""
+    import signal
+    import threading
+
+    from app.config import get_settings
+    from app.jobs.celery_app import create_celery
+    from app.jobs.celery_queue import CeleryJobQueue
+    from app.jobs.periodic import PeriodicJobs
+    from app.runtime import Runtime
+
+    settings = get_settings()
+    if settings.embedded:
+        raise click.UsageError("the embedded server runs its own scheduler; this is for PRIORPROBE_BROKER_URL deployments")
+    _configure_logging(settings.log_format, "INFO")
+    runtime = Runtime(settings)
+    periodic = PeriodicJobs(runtime, CeleryJobQueue(create_celery(settings)))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    click.echo(f"scheduler: reaper and reconciler every {settings.recover_every_s} s", err=True)
+    while not stop.wait(settings.recover_every_s):
+        periodic.run_once()
+    runtime.dispose()
 
 
 def _npy_file_sink(out_path: Path):
@@ -87,6 +149,51 @@ def _npy_file_sink(out_path: Path):
     return sink
 
 
+def _onnx_arch(path: Path, spec, dataset):
+    """The OnnxSpec of an .onnx file given as weights, bound to the task's data when there is one."""
+    from app.services.uploads import data_input_of
+    from models.graph.describe import describe_graph
+
+    data = spec.task.input if spec.task is not None and getattr(spec.task, "input", None) else None
+    if data is None and dataset is not None:
+        data = data_input_of(dataset.sample_shape, str(dataset.X_test.dtype))
+    return describe_graph(path, data=data)[0]
+
+
+@main.group()
+def models() -> None:
+    """Zoo architectures: make checkpoints the service accepts."""
+
+
+@models.command("template")
+@click.argument("arch_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the safetensors file (default: ARCH_PATH with .safetensors).")
+@click.option("--seed", default=0, show_default=True, type=int)
+def models_template(arch_path: Path, out_path: Path | None, seed: int) -> None:
+    """Write an initialised checkpoint for the zoo architecture in ARCH_PATH and list its parameters.
+
+    Train it in your own script (``build_model`` gives the same module), save
+    ``model.state_dict()`` with the same names, and upload it with this arch.
+    """
+    from models.loading import save_safetensors
+    from models.registry import build_model
+    from models.specs import OnnxSpec, parse_arch
+
+    try:
+        arch = parse_arch(arch_path.read_text())
+    except ValidationError as exc:
+        _fail_on_input_error(InputError.from_validation(exc, prefix=["arch"]))
+    if isinstance(arch, OnnxSpec):
+        raise click.UsageError("ONNX graphs carry their own weights; upload the .onnx file itself")
+    model = build_model(arch, seed=seed)
+    out_path = out_path or arch_path.with_suffix(".safetensors")
+    save_safetensors(model, out_path)
+    for name, tensor in model.state_dict().items():
+        click.echo(f"{name}\t{list(tensor.shape)}")
+    click.echo(f"wrote {out_path}")
+
+
 @main.command("run")
 @click.argument("spec_path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--out", "out_path", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the JSON report.")
@@ -96,17 +203,22 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
 
     Paths in the spec (model.weights, task.dataset.path) are relative to the spec file.
     """
+    from workers.runspec import RunSpec
+
+    # Validate before importing the runner: it pulls in torch (seconds on a cold start), and a
+    # spec error should come back at once.
+    try:
+        spec = RunSpec.model_validate_json(spec_path.read_text())
+    except ValidationError as exc:
+        _fail_on_input_error(InputError.from_validation(exc))
+
     from tqdm import tqdm
 
     from app.report_table import format_summary
     from workers.preflight import preflight
     from workers.runner import execute_run, load_task_dataset, pick_device
-    from workers.runspec import RunSpec
+    from workers.runspec import with_data_input
 
-    try:
-        spec = RunSpec.model_validate_json(spec_path.read_text())
-    except ValidationError as exc:
-        _fail_on_input_error(InputError.from_validation(exc))
     base_dir = spec_path.parent
     weights_path = None
     if spec.model.weights is not None:
@@ -116,6 +228,9 @@ def run_spec(spec_path: Path, out_path: Path | None, device: str) -> None:
             _fail_on_input_error(InputError.at(["model", "weights"], f"no such file: {weights_path}"))
     try:
         dataset = load_task_dataset(spec, base_dir=base_dir)
+        if spec.model.arch is None and weights_path is not None and weights_path.suffix.lower() == ".onnx":
+            spec.model.arch = _onnx_arch(weights_path, spec, dataset)
+        spec = with_data_input(spec, None if dataset is None else dataset.describe())
         # What the API refuses with a 422, refused here before any probe starts (the same function).
         preflight(spec, None if dataset is None else dataset.describe())
     except InputError as exc:

@@ -10,10 +10,14 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+if TYPE_CHECKING:
+    from models.graph.checks import GraphLimits
 
 
 class Queue(StrEnum):
@@ -54,6 +58,15 @@ class Settings(BaseSettings):
     # may be claimed again by the redelivered message.
     stale_run_after_s: float = Field(default=300.0, gt=0)
     heartbeat_every_s: float = Field(default=15.0, gt=0)
+    max_run_attempts: int = Field(default=3, gt=0, description="Attempts a run gets when its workers keep dying; then it fails.")
+    recover_every_s: float = Field(
+        default=30.0, gt=0, description="Period of the reaper and the reconciler (app/jobs/periodic.py)."
+    )
+    requeue_after_s: float = Field(
+        default=120.0, gt=0, description="A run queued this long with no message in the broker is enqueued again."
+    )
+    worker_metrics_port: int = Field(default=9808, ge=0, lt=65536, description="Prometheus port of a worker; 0 = off.")
+    log_format: Literal["json", "text"] = Field(default="json", description="Logs of serve, worker and scheduler.")
     task_time_limit_s: int = Field(default=6 * 3600, gt=0, description="Hard limit per run on a Celery worker.")
     worker_max_tasks_per_child: int = Field(default=20, gt=0, description="Recycle workers to hand GPU memory back.")
     auth: Literal["required", "off"] | None = Field(
@@ -72,6 +85,21 @@ class Settings(BaseSettings):
         default="",
         description="Extra secret mixed into stored key hashes (keys are 256-bit random, so this is defence in depth).",
     )
+    # What an uploaded ONNX graph may cost (models.graph.checks.GraphLimits); over a limit is a 422.
+    onnx_max_nodes: int = Field(default=10_000, gt=0, description="Most nodes in an uploaded ONNX graph.")
+    onnx_max_initializers: int = Field(default=10_000, gt=0, description="Most initializers in an uploaded ONNX graph.")
+    onnx_max_initializer_bytes: int = Field(default=256 * 2**20, gt=0, description="Most bytes the initializers may claim.")
+    onnx_max_subgraph_depth: int = Field(default=4, ge=0, description="Deepest nesting of If/Loop/Scan bodies.")
+    onnx_max_input_elements: int = Field(default=1_000_000, gt=0, description="Most input elements per sample.")
+
+    def graph_limits(self) -> "GraphLimits":
+        from models.graph.checks import GraphLimits
+
+        return GraphLimits(
+            max_file_bytes=self.max_upload_bytes, max_nodes=self.onnx_max_nodes,
+            max_initializers=self.onnx_max_initializers, max_initializer_bytes=self.onnx_max_initializer_bytes,
+            max_subgraph_depth=self.onnx_max_subgraph_depth, max_input_elements=self.onnx_max_input_elements,
+        )
 
     @field_validator("database_url")
     @classmethod

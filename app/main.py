@@ -12,12 +12,15 @@ from sqlalchemy import select
 from app.api.body_limit import BodyLimitMiddleware
 from app.api.errors import install_error_handlers
 from app.api.openapi import install_openapi
+from app.api.prometheus import install_prometheus
+from app.api.schema_guard import SchemaState, install_schema_guard
 from app.api.router import api_router
 from app.config import Settings, get_settings
 from app.dashboard.install import install_dashboard
 from app.jobs.celery_app import create_celery
 from app.jobs.celery_queue import CeleryJobQueue
 from app.jobs.embedded import EmbeddedJobQueue
+from app.jobs.periodic import PeriodicJobs
 from app.jobs.queue import JobQueue
 from app.jobs.registry import RUN, WEBHOOK
 from app.migrate import upgrade
@@ -34,7 +37,9 @@ def _job_queue(runtime: Runtime) -> JobQueue:
 
 
 def _resume_embedded_runs(runtime: Runtime, jobs: EmbeddedJobQueue) -> None:
-    """The embedded worker died with its process: pick up what it left queued or half-run."""
+    """The embedded worker died with its process: pick up what it left queued or half-run. Its
+    runs are taken over at once: the claim sees that their holder, the previous process, is gone
+    (app/services/liveness.py)."""
     with runtime.session_factory() as session:
         pending = session.scalars(
             select(Run.id).where(Run.status.in_([RunStatus.queued, RunStatus.running])).order_by(Run.created_at)
@@ -56,6 +61,7 @@ def _resume_embedded_runs(runtime: Runtime, jobs: EmbeddedJobQueue) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     runtime = Runtime(settings)
+    schema = SchemaState(runtime)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -70,13 +76,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.health_limiter = anyio.CapacityLimiter(4)
         # Closing a route's session: never waits behind routes that wait for a connection.
         app.state.session_close_limiter = anyio.CapacityLimiter(4)
+        try:
+            problem = schema.check()
+        except Exception as exc:  # database down at start: writes re-check (schema_guard)
+            problem = f"not checked: database unreachable ({type(exc).__name__})"
+        if problem is not None:
+            log.error("writes are refused until this is fixed: %s", problem)
         jobs = _job_queue(runtime)
         app.state.jobs = jobs
+        periodic = None
         if isinstance(jobs, EmbeddedJobQueue):
             _resume_embedded_runs(runtime, jobs)
+            # The embedded server is its own scheduler: the reaper and reconciler run in a thread.
+            periodic = PeriodicJobs(runtime, jobs)
+            periodic.start()
         try:
             yield
         finally:
+            if periodic is not None:
+                periodic.stop()
             jobs.close()
             runtime.dispose()
 
@@ -92,8 +110,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyLimitMiddleware, json_bytes=settings.max_json_body_bytes, upload_bytes=settings.max_upload_bytes)
     app.state.runtime = runtime
+    app.state.schema = schema
     install_error_handlers(app)
     install_openapi(app)
+    install_schema_guard(app, schema)
+    install_prometheus(app, runtime)
     app.include_router(api_router)
     install_dashboard(app)
     return app

@@ -3,7 +3,8 @@ and the cache of runs prepared for computing shards."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from sqlalchemy import Engine
@@ -19,6 +20,8 @@ from app.storage import BlobStore
 @dataclass
 class Runtime:
     settings: Settings
+    # Set when the process shuts down: jobs stop at their next progress point and re-queue their run.
+    stopping: threading.Event = field(default_factory=threading.Event)
 
     @cached_property
     def engine(self) -> Engine:

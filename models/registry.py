@@ -15,15 +15,16 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from models.init import apply_init
-from models.specs import CNNSpec, MLPSpec, TransformerSpec, ViTSpec
+from models.graph import store as graph_store
+from models.init import apply_init, draw_parameter, member_key
+from models.specs import CNNSpec, MLPSpec, OnnxSpec, TransformerSpec, ViTSpec
 from models.zoo import cnn, mlp, transformer, vit
 
 # The fork re-seeds the process-wide CPU generator: two threads inside it at once would interleave
 # their draws and break per-seed determinism.
 _SEEDED_CONSTRUCTION = threading.Lock()
 
-AnySpec = MLPSpec | CNNSpec | ViTSpec | TransformerSpec
+AnySpec = MLPSpec | CNNSpec | ViTSpec | TransformerSpec | OnnxSpec
 
 BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "mlp": mlp.build,
@@ -68,6 +69,8 @@ def build_model(spec: AnySpec, seed: int, device: torch.device | str | None = No
     Thread-safe with respect to other ``build_model`` calls (the embedded server builds models in
     request threads while its worker thread builds members): the re-seeded section holds a lock.
     """
+    if isinstance(spec, OnnxSpec):
+        return _graph_member(spec, seed).to(device=device if device is not None else "cpu").eval()
     builder = BUILDERS[spec.name]
     # devices=[]: only the CPU generator is forked and seeded; construction happens on the CPU,
     # and seeding it through default_generator (not torch.manual_seed) leaves CUDA RNGs alone.
@@ -76,6 +79,21 @@ def build_model(spec: AnySpec, seed: int, device: torch.device | str | None = No
         model = builder(spec)
     apply_init(model, spec.init, torch.Generator().manual_seed(seed))
     return model.to(device=device if device is not None else "cpu").eval()
+
+
+def _graph_member(spec: OnnxSpec, seed: int) -> nn.Module:
+    """A copy of the loaded graph with every parameter re-drawn by its role (``models.graph.roles``).
+
+    With ``init.dist='default'`` each role gets PyTorch's rule for it (fan-in uniform for weights
+    and biases, N(0, 1) embeddings, norm gains 1 and shifts 0); constants stay as uploaded.
+    """
+    model = graph_store.uploaded_model(spec.graph)
+    key = member_key(torch.Generator().manual_seed(seed))
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            role = model.roles[name]
+            param.copy_(draw_parameter(name, tuple(param.shape), role.role, role.fan_in, spec.init, key, param.dtype))
+    return model
 
 
 def count_parameters(model: nn.Module) -> int:
@@ -89,6 +107,8 @@ def output_shape(spec: AnySpec) -> tuple[int, ...]:
     ``(out_dim,)`` for every family, except a transformer with ``pool='none'``, which gives one
     output per position: ``(seq_len, out_dim)``.
     """
+    if isinstance(spec, OnnxSpec):
+        return tuple(spec.output_shape)
     if isinstance(spec, TransformerSpec) and spec.pool == "none":
         return (spec.seq_len, spec.out_dim)
     return (spec.out_dim,)

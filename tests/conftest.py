@@ -120,6 +120,7 @@ def distributed_env(postgres_url, redis_url, shared_data_dir) -> dict[str, str]:
         "PRIORPROBE_WEBHOOK_ALLOW_PRIVATE": "true",
         "PRIORPROBE_WEBHOOK_RETRY_BASE_S": "0.2",
         "PRIORPROBE_WEBHOOK_MAX_ATTEMPTS": "3",
+        "PRIORPROBE_WORKER_METRICS_PORT": "0",  # two workers on one host; tests/integration/test_faults.py scrapes one
     }
 
 

@@ -10,18 +10,25 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_compose_has_every_service_with_the_right_command():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"api", "worker", "postgres", "redis", "flower", "migrate"} <= set(services)
+    assert {"api", "worker", "postgres", "redis", "flower", "migrate", "scheduler"} <= set(services)
+    assert services["scheduler"]["command"] == ["priorprobe", "scheduler"]
     assert services["api"]["command"][:2] == ["priorprobe", "serve"]
     assert services["worker"]["command"][:2] == ["priorprobe", "worker"]
     assert services["migrate"]["command"] == ["priorprobe", "db", "upgrade"]
     assert "flower" in services["flower"]["command"]
     gpu = services["worker"]["deploy"]["resources"]["reservations"]["devices"][0]
     assert gpu["driver"] == "nvidia" and "gpu" in gpu["capabilities"]
-    for name in ("api", "worker", "migrate"):
+    for name in ("api", "worker", "migrate", "scheduler"):
         env = services[name]["environment"]
         assert env["PRIORPROBE_DATABASE_URL"].startswith("postgresql+psycopg://")
         assert env["PRIORPROBE_BROKER_URL"].startswith("redis://redis:6379")
     assert services["api"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # Published ports listen on loopback only; api and worker say whether they are alive.
+    for service in services.values():
+        for port in service.get("ports", []):
+            assert port.startswith("127.0.0.1:"), port
+    assert "/api/v1/healthz" in " ".join(services["api"]["healthcheck"]["test"])
+    assert "9808/metrics" in " ".join(services["worker"]["healthcheck"]["test"])
 
 
 def test_compose_commands_exist_in_the_cli():
@@ -29,7 +36,7 @@ def test_compose_commands_exist_in_the_cli():
 
     from app.cli import main
 
-    for args in (["serve", "--help"], ["worker", "--help"], ["db", "upgrade", "--help"]):
+    for args in (["serve", "--help"], ["worker", "--help"], ["db", "upgrade", "--help"], ["scheduler", "--help"]):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, result.output
 

@@ -5,6 +5,8 @@ resolve ids to files and pass a progress callback.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import platform
 import time
 from collections.abc import Callable
@@ -17,7 +19,8 @@ import torch
 
 from models.loading import load_checkpoint
 from models.registry import build_model, count_parameters
-from models.specs import ArchSpec
+from models.graph.store import load_graph, uploaded_model
+from models.specs import ArchSpec, OnnxSpec, input_signature
 from workers.data.builtin import load_builtin
 from workers.data.dataset import Dataset
 from workers.data.files import load_dataset_file
@@ -25,7 +28,7 @@ from models.errors import InputError
 from workers.probes.base import LocalShardExecutor, ProbeContext, ProgressFn, ShardExecutor
 from workers.probes.registry import instantiate_probes
 from workers.report import REPORT_FORMAT_VERSION, Artifact, Environment, ProbeTiming, Report, probe_metrics, probe_warnings
-from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef
+from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef, with_data_input
 # Stores one named array and returns its JSON descriptor (where to fetch it, its digest).
 ArtifactSink = Callable[[str, np.ndarray], dict[str, Any]]
 
@@ -126,10 +129,38 @@ def prepare_model(
 ) -> PreparedModel:
     if spec.model.arch is None:
         raise InputError.at(["model", "arch"], "an architecture spec is required")
+    if isinstance(spec.model.arch, OnnxSpec):
+        return _prepare_graph(spec.model.arch, weights_path, device)
     model = build_model(spec.model.arch, seed=spec.seed, device=device)
     if weights_path is not None:
         load_checkpoint(weights_path, model, format=weights_format)
     return PreparedModel(spec.model.arch, model, weights_path is not None, device)
+
+
+def _prepare_graph(arch: OnnxSpec, weights_path: Path | None, device: torch.device) -> PreparedModel:
+    """An ONNX space: its file is the uploaded member, and must be the graph ``arch`` names."""
+    if weights_path is None:
+        raise InputError.at(["model", "weights"], "an ONNX architecture needs its .onnx file (or uploaded model id) as weights")
+    sha, _ = load_graph(weights_path, bind=tuple(arch.input.shape))
+    if sha != arch.graph:
+        raise InputError.at(
+            ["model", "arch", "graph"], f"names graph {arch.graph[:12]}... but the weights file is graph {sha[:12]}..."
+        )
+    return PreparedModel(arch, uploaded_model(sha).to(device).eval(), True, device)
+
+
+def in_model_shape(dataset: Dataset | None, arch: ArchSpec) -> Dataset | None:
+    """The dataset with samples in the shape ``arch`` takes (flattened for flat-vector models)."""
+    if dataset is None:
+        return None
+    _, shape = input_signature(arch)
+    if dataset.sample_shape == tuple(shape) or math.prod(dataset.sample_shape) != math.prod(shape):
+        return dataset
+    return dataclasses.replace(
+        dataset,
+        X_train=dataset.X_train.reshape(dataset.X_train.shape[0], *shape),
+        X_test=dataset.X_test.reshape(dataset.X_test.shape[0], *shape),
+    )
 
 
 def probe_context(
@@ -141,6 +172,7 @@ def probe_context(
     shards: ShardExecutor | None = None,
 ) -> ProbeContext:
     return ProbeContext(
+        data_input=spec.task.input if spec.task is not None else None,
         arch=prepared.arch,
         model=prepared.model,
         has_uploaded_weights=prepared.has_uploaded_weights,
@@ -148,7 +180,7 @@ def probe_context(
         seed=spec.seed,
         device=prepared.device,
         dtype=torch.float32,
-        dataset=dataset,
+        dataset=in_model_shape(dataset, prepared.arch),
         task=spec.task,
         progress=progress or (lambda fraction, message: None),
         shards=shards or LocalShardExecutor(),
@@ -191,6 +223,7 @@ def execute_run(
     """
     if spec.model.arch is None:
         raise InputError.at(["model", "arch"], "an architecture spec is required (uploaded model ids work only through the API)")
+    spec = with_data_input(spec, dataset.describe() if dataset is not None else None)
     probes = instantiate_probes(spec)
     device = device or pick_device("auto")
     prepared = prepare_model(spec, weights_path=weights_path, weights_format=weights_format, device=device)

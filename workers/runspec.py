@@ -12,7 +12,7 @@ from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from models.specs import ArchSpec
+from models.specs import ArchSpec, DataInput, data_input_for, data_signature
 
 
 class _Strict(BaseModel):
@@ -52,6 +52,10 @@ class TaskSpec(_Strict):
     loss: Literal["mse", "cross_entropy", "zero_one"] = "mse"
     target_error: float = Field(gt=0)
     train: TrainSpec = TrainSpec()
+    # How one input sample is shaped ({"kind": "image", "shape": [C, H, W]}); default: inferred
+    # from the dataset's sample shape. Flat-vector models (mlp) take flattened samples, so image
+    # transforms act on an MLP's inputs as on a CNN's (models.specs.data_signature).
+    input: DataInput | None = None
     # A permutation of the flattened per-sample input indices: the invariance probe's `custom`
     # transform (e.g. a known symmetry of the data that no built-in transform expresses).
     input_permutation: list[int] | None = Field(default=None, min_length=1, max_length=10_000_000)
@@ -97,3 +101,25 @@ class RunSpec(_Strict):
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     # Probe params stay raw here: ``workers.probes.registry.instantiate_probes`` validates them
     # against each probe's ``Params`` and names the failing field as ``probes.<name>.<field>``.
+
+
+def with_data_input(spec: RunSpec, description: dict | None) -> RunSpec:
+    """``spec`` with ``task.input`` inferred from the dataset (``Dataset.describe()``) when unset.
+
+    The data's sample shape says how inputs are shaped (``models.specs.data_input_for``): rank-3
+    float samples are images, so an MLP on 1x8x8 digits is probed with image transforms. Kept
+    unset when the data says nothing (integer ids) or does not fit the architecture (the dataset
+    check reports that). Returns a copy; the report's spec shows what was used.
+    """
+    if spec.task is None or spec.task.input is not None or description is None or spec.model.arch is None:
+        return spec
+    dtype = str(description.get("x_dtype", "float32")).removeprefix("torch.")
+    inferred = data_input_for(tuple(description["sample_shape"]), dtype.startswith(("int", "uint")))
+    if inferred is None:
+        return spec
+    try:
+        data_signature(spec.model.arch, inferred)
+    except ValueError:
+        return spec
+    task = spec.task.model_copy(update={"input": inferred})
+    return spec.model_copy(update={"task": task})

@@ -13,6 +13,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
+from kombu.exceptions import OperationalError as BrokerOperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from app.jobs.queue import DispatchError
 from app.services.catalog import NotFound
@@ -20,6 +25,18 @@ from app.storage import BlobTooLarge
 from models.errors import InputError
 
 log = logging.getLogger(__name__)
+
+# Seconds a client should wait before retrying while a dependency is down: long enough not to
+# hammer a recovering database, short enough that a restart of a few seconds is barely noticed.
+RETRY_AFTER_S = 5
+
+# Errors that mean "a dependency is unreachable", not "this request is wrong": answered 503.
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeout)
+BROKER_DOWN = (BrokerOperationalError, RedisConnectionError, RedisTimeoutError)
+
+
+def dependency_down_response(detail: str) -> JSONResponse:
+    return JSONResponse(status_code=503, headers={"Retry-After": str(RETRY_AFTER_S)}, content={"detail": detail})
 
 
 # Echoed inputs are cut to this many characters / items / levels: a 422 names the problem, it
@@ -125,11 +142,30 @@ def install_error_handlers(app: FastAPI) -> None:
         )
 
     @app.exception_handler(DispatchError)
-    async def _broker_down(request: Request, exc: DispatchError) -> JSONResponse:
-        return JSONResponse(
-            status_code=503,
-            content={"detail": f"{exc}. The run was recorded as failed; retry when GET /api/v1/healthz is ok."},
+    async def _dispatch_failed(request: Request, exc: DispatchError) -> JSONResponse:
+        return dependency_down_response(f"{exc}. The run was recorded as failed; retry when GET /api/v1/healthz is ok.")
+
+    async def _database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return dependency_down_response(
+            f"the database is unreachable ({type(exc).__name__}); retry when GET /api/v1/healthz is ok"
         )
+
+    async def _broker_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("broker unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return dependency_down_response(f"the broker is unreachable ({type(exc).__name__}); retry when GET /api/v1/healthz is ok")
+
+    for error in DATABASE_DOWN:
+        app.add_exception_handler(error, _database_down)
+    for error in BROKER_DOWN:
+        app.add_exception_handler(error, _broker_down)
+
+    @app.exception_handler(DBAPIError)
+    async def _dbapi_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        # A connection dropped mid-statement surfaces as a DBAPIError flagged as invalidated.
+        if exc.connection_invalidated:
+            return await _database_down(request, exc)
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

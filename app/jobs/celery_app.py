@@ -11,10 +11,15 @@ events) finds the same app built from the environment.
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue as KombuQueue
 from sqlalchemy.exc import OperationalError
 
@@ -22,6 +27,7 @@ from app.config import Queue, Settings, get_settings
 from app.jobs.celery_queue import CeleryJobQueue, task_name
 from app.jobs.registry import JOBS, JobContext, execute
 from app.runtime import Runtime
+from app.services.liveness import worker_id
 
 # Every job is idempotent, so late acks and redelivery are safe. Only a database that is briefly
 # unreachable is worth retrying; job errors are recorded in their rows.
@@ -36,10 +42,34 @@ _TASK_OPTIONS = dict(
 )
 
 
+@contextmanager
+def _sigterm_stops_jobs(runtime: Runtime) -> Iterator[None]:
+    """In a prefork pool child, SIGTERM during a job sets ``runtime.stopping`` instead of exiting.
+
+    Installed per job, because billiard installs its own exit-at-once handler after the child
+    starts; restored afterwards, so an idle child still exits on SIGTERM. The solo and threads
+    pools run jobs in the main process, whose SIGTERM is Celery's own warm shutdown (see
+    ``_stop_jobs_on_shutdown``): left alone.
+    """
+    from billiard.process import current_process
+
+    if current_process().name == "MainProcess" or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: runtime.stopping.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _register(app: Celery, kind: str, runtime) -> None:
     def task(self, **args: Any) -> str:
-        context = JobContext(runtime(), self.request.hostname or "celery", CeleryJobQueue(self.app))
-        return execute(kind, context, args)
+        # Each pool child has its own worker id (node/host/pid): the claim can then tell that the
+        # child holding a run died, though its node lives on.
+        context = JobContext(runtime(), worker_id(self.request.hostname or "celery"), CeleryJobQueue(self.app))
+        with _sigterm_stops_jobs(runtime()):
+            return execute(kind, context, args)
 
     task.__name__ = task.__qualname__ = f"job_{kind}"
     app.task(name=task_name(kind), **_TASK_OPTIONS)(task)
@@ -75,7 +105,30 @@ def create_celery(settings: Settings) -> Celery:
 
     for kind in JOBS:
         _register(app, kind, runtime)
+    _stop_jobs_on_shutdown(runtime)
     return app
+
+
+def _stop_jobs_on_shutdown(runtime) -> None:
+    """SIGTERM (or Ctrl-C) on a worker: its running jobs stop at their next progress point and
+    re-queue their runs, so the worker exits in seconds instead of after the current run.
+
+    Celery's warm shutdown waits for the pool children's current tasks. So the parent sends
+    SIGTERM to its children when it starts shutting down, and a child executing a job handles
+    SIGTERM by setting ``Runtime.stopping`` (``_sigterm_stops_jobs``).
+    """
+
+    def shutting_down(**_: Any) -> None:
+        runtime().stopping.set()  # the solo and threads pools run jobs in this process
+        from billiard import process
+
+        for child in process.active_children():
+            try:
+                os.kill(child.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signals.worker_shutting_down.connect(shutting_down, weak=False, dispatch_uid="priorprobe-shutting-down")
 
 
 @cache

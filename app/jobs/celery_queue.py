@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from celery import Celery
+
+from app.config import Queue
 
 from app.jobs.queue import DispatchError
 
@@ -26,6 +30,25 @@ class CeleryJobQueue:
                                    retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
         except Exception as exc:  # kombu raises several transport-specific types
             raise DispatchError(f"could not reach the broker: {exc}") from exc
+
+    def waiting(self, kind: str) -> list[dict[str, Any]]:
+        """Read from Redis (the supported broker): every queue's list and kombu's ``unacked`` hash."""
+        name = task_name(kind)
+        with self._celery.connection_for_read() as connection:
+            client = connection.default_channel.client
+            raw = [message for queue in Queue for message in client.lrange(queue.value, 0, -1)]
+            raw += [json.loads(entry)[0] for entry in client.hvals("unacked")]
+        found = []
+        for message in raw:
+            payload = json.loads(message) if isinstance(message, (bytes, str)) else message
+            if payload.get("headers", {}).get("task") != name:
+                continue
+            body = payload["body"]
+            if payload.get("properties", {}).get("body_encoding") == "base64":
+                body = base64.b64decode(body)
+            _args, kwargs, _embed = json.loads(body)
+            found.append(kwargs)
+        return found
 
     def ping(self) -> None:
         with self._celery.connection_for_write() as connection:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
+from app.jobs.queue import DispatchError
 from app.jobs.registry import JobContext, execute
+from app.services.liveness import worker_id
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -19,6 +23,8 @@ class EmbeddedJobQueue:
     def __init__(self, runtime: Runtime):
         self._runtime = runtime
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="priorprobe-embedded-worker")
+        self._worker = worker_id("embedded")
+        self._waiting: Counter[tuple[str, str]] = Counter()  # (kind, args as JSON) submitted, not finished
         self._timers: set[threading.Timer] = set()
         self._lock = threading.Lock()
 
@@ -32,15 +38,34 @@ class EmbeddedJobQueue:
                 self._timers.add(timer)
             timer.start()
             return
-        future = self._executor.submit(execute, kind, JobContext(self._runtime, "embedded", self), args)
+        key = (kind, json.dumps(args, sort_keys=True))
+        with self._lock:
+            self._waiting[key] += 1
+        try:
+            future = self._executor.submit(self._execute, key, kind, args)
+        except RuntimeError as exc:  # shut down: the next start resumes what is queued
+            with self._lock:
+                self._waiting[key] -= 1
+            raise DispatchError(f"the embedded worker is shutting down ({exc})") from exc
         future.add_done_callback(self._log_crash)
+
+    def _execute(self, key: tuple[str, str], kind: str, args: dict[str, Any]) -> str:
+        try:
+            return execute(kind, JobContext(self._runtime, self._worker, self), args)
+        finally:
+            with self._lock:
+                self._waiting[key] -= 1
+
+    def waiting(self, kind: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(args) for (k, args), count in self._waiting.items() if k == kind and count > 0]
 
     def _enqueue_later(self, kind: str, args: dict[str, Any], queue: str) -> None:
         with self._lock:
             self._timers.discard(threading.current_thread())  # type: ignore[arg-type]
         try:
             self.enqueue(kind, args, queue)
-        except RuntimeError:
+        except DispatchError:
             log.info("embedded worker closed before a delayed %s job was due; dropped", kind)
 
     @staticmethod
@@ -52,6 +77,9 @@ class EmbeddedJobQueue:
         return None  # nothing between the API and this worker can be unreachable
 
     def close(self) -> None:
+        # The running job stops at its next progress point and re-queues its run (resumed at the
+        # next start), so shutting down takes seconds, not the rest of a long run.
+        self._runtime.stopping.set()
         with self._lock:
             timers, self._timers = list(self._timers), set()
         for timer in timers:

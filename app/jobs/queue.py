@@ -20,6 +20,10 @@ class JobQueue(Protocol):
         consuming ``queue``, not before ``delay_s`` seconds from now (retries with backoff); raises
         ``DispatchError`` if it cannot be delivered."""
 
+    def waiting(self, kind: str) -> list[dict[str, Any]]:
+        """The args of every ``kind`` job the broker still holds: waiting for a worker, or taken by
+        one and not yet acknowledged. The reconciler enqueues again what is missing from it."""
+
     def ping(self) -> None:
         """Raise if the delivery mechanism (the broker) is unreachable."""
 

@@ -28,4 +28,6 @@ class ModelRecord(Base):
     format: Mapped[str] = mapped_column(String(16))
     parameter_count: Mapped[int] = mapped_column(BigInteger)
     created_by: Mapped[str | None] = mapped_column(String(100))  # the API key's name; null with auth off
+    # ONNX uploads: the check against onnxruntime at upload (models.graph.describe); None otherwise.
+    conversion: Mapped[dict | None] = mapped_column(JSONDocument, nullable=True, default=None)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -15,7 +15,7 @@ from models.errors import InputError
 from workers.preflight import preflight
 from workers.probes.base import Probe
 from workers.runner import load_task_dataset
-from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef
+from workers.runspec import BuiltinDatasetRef, PathDatasetRef, RunSpec, UploadedDatasetRef, with_data_input
 
 
 def _without_init(arch: dict) -> dict:
@@ -80,6 +80,7 @@ def create_run(
     """
     model = _resolve_model(session, spec)
     dataset, description = _resolve_dataset(session, spec)
+    spec = with_data_input(spec, description)
     # The same checks as ``priorprobe run``: one function, so the CLI refuses what the API refuses.
     probes = preflight(spec, description)
     queue = choose_queue(probes, settings)

@@ -1,5 +1,6 @@
 """Every read and status transition of run shards; claims are conditional UPDATEs, so exactly one
-worker computes each shard."""
+worker computes each shard. A shard's holder is judged dead like a run's (``app/services/liveness.py``),
+and its result is recorded only by the worker that holds it, so a shard is never merged twice."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import session_scope
 from app.orm import Run, RunShard, RunStatus
 from app.orm.base import utcnow
+from app.services import liveness
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,11 @@ class ClaimedShard:
     spec: dict
 
 
-def _claimable(stale_after_s: float):
-    stale = and_(RunShard.status == "running", RunShard.heartbeat_at < utcnow() - timedelta(seconds=stale_after_s))
+def _claimable(stale_after_s: float, dead_holder: str | None = None):
+    takeover = RunShard.heartbeat_at < utcnow() - timedelta(seconds=stale_after_s)
+    if dead_holder is not None:
+        takeover = or_(takeover, RunShard.worker == dead_holder)
+    stale = and_(RunShard.status == "running", takeover)
     # A shard of a run that finished, failed or was never started again is dropped, not computed:
     # nobody would merge its result.
     run_is_running = select(Run.id).where(Run.id == RunShard.run_id, Run.status == RunStatus.running).exists()
@@ -50,9 +55,11 @@ def claim(
                 .order_by(RunShard.index)
             ).all()
         for candidate in candidates:
+            holder = session.scalar(select(RunShard.worker).where(RunShard.id == candidate, RunShard.status == "running"))
+            dead_holder = holder if holder is not None and liveness.is_dead(holder) else None
             result = session.execute(
                 update(RunShard)
-                .where(RunShard.id == candidate, _claimable(stale_after_s))
+                .where(RunShard.id == candidate, _claimable(stale_after_s, dead_holder))
                 .values(status="running", worker=worker[:200], heartbeat_at=utcnow())
                 .execution_options(synchronize_session=False)
             )
@@ -97,15 +104,67 @@ def rows(factory: sessionmaker[Session], run_id: str, probe: str) -> list[RunSha
         ))
 
 
-def record(factory: sessionmaker[Session], shard_id: str, *, result: dict | None = None, error: str | None = None) -> None:
+def record(factory: sessionmaker[Session], shard_id: str, worker: str, *, result: dict | None = None,
+           error: str | None = None) -> None:
+    """Record the outcome of a shard ``worker`` holds; a worker that lost it records nothing."""
     with session_scope(factory) as session:
         session.execute(
             update(RunShard)
-            .where(RunShard.id == shard_id, RunShard.status == "running")
+            .where(RunShard.id == shard_id, RunShard.status == "running", RunShard.worker == worker[:200])
             .values(status="failed" if error else "succeeded", result=result, error=error, finished_at=utcnow())
         )
 
 
-def heartbeat(factory: sessionmaker[Session], shard_id: str) -> None:
+def heartbeat(factory: sessionmaker[Session], shard_id: str, worker: str) -> bool:
     with session_scope(factory) as session:
-        session.execute(update(RunShard).where(RunShard.id == shard_id, RunShard.status == "running").values(heartbeat_at=utcnow()))
+        result = session.execute(
+            update(RunShard)
+            .where(RunShard.id == shard_id, RunShard.status == "running", RunShard.worker == worker[:200])
+            .values(heartbeat_at=utcnow())
+        )
+        return result.rowcount == 1
+
+
+def release(factory: sessionmaker[Session], shard_id: str, worker: str) -> bool:
+    """Hand a shard this worker holds back to the queue (its worker is shutting down)."""
+    with session_scope(factory) as session:
+        result = session.execute(
+            update(RunShard)
+            .where(RunShard.id == shard_id, RunShard.status == "running", RunShard.worker == worker[:200])
+            .values(status="queued", heartbeat_at=utcnow())
+        )
+        return result.rowcount == 1
+
+
+def reap(factory: sessionmaker[Session], stale_after_s: float) -> list[tuple[str, str]]:
+    """Running shards of running runs whose holder is dead go back to ``queued``; returns their
+    (shard id, run queue) so a message can be sent for each. Shards of runs that are not running
+    are left alone: nobody would merge them (the run's reaping decides the run's fate)."""
+    cutoff = utcnow() - timedelta(seconds=stale_after_s)
+    with factory() as session:
+        running = session.execute(
+            # Staleness is decided in SQL: SQLite hands datetimes back without their time zone.
+            select(RunShard.id, RunShard.worker, Run.queue,
+                   or_(RunShard.heartbeat_at.is_(None), RunShard.heartbeat_at < cutoff))
+            .join(Run, Run.id == RunShard.run_id)
+            .where(RunShard.status == "running", Run.status == RunStatus.running)
+        ).all()
+    released = []
+    for shard_id, worker, queue, stale in running:
+        if not (stale or liveness.is_dead(worker)):
+            continue
+        with session_scope(factory) as session:
+            result = session.execute(
+                update(RunShard)
+                .where(RunShard.id == shard_id, RunShard.status == "running", RunShard.worker == worker)
+                .values(status="queued", heartbeat_at=utcnow())
+            )
+            if result.rowcount == 1:
+                released.append((shard_id, queue))
+    return released
+
+
+def queue_of(factory: sessionmaker[Session], shard_id: str) -> str:
+    """The queue of the shard's run (shards travel on their run's queue)."""
+    with factory() as session:
+        return session.scalar(select(Run.queue).join(RunShard, RunShard.run_id == Run.id).where(RunShard.id == shard_id)) or "cpu"

@@ -44,7 +44,7 @@ class DistributedShardExecutor:
             claimed = shard_state.claim(factory, self._worker, settings.stale_run_after_s, run_id=self._run_id, probe=probe.name)
             if claimed is not None:
                 # This process already holds the run's model and dataset: no need to prepare them.
-                compute_shard(self._runtime, claimed, lambda: (probe, context))
+                compute_shard(self._runtime, claimed, self._worker, lambda: (probe, context))
             rows = shard_state.rows(factory, self._run_id, probe.name)
             failed = [row for row in rows if row.status == "failed"]
             if failed:
@@ -56,6 +56,6 @@ class DistributedShardExecutor:
             if claimed is None:
                 # Shards of a run that is no longer running are not claimable, so waiting for
                 # them would never end.
-                if not run_state.heartbeat(factory, self._run_id):
+                if not run_state.heartbeat(factory, self._run_id, self._worker):
                     raise RunNotRunning(f"run {self._run_id} is no longer running; its shards were abandoned")
                 time.sleep(self._poll_s)

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from app.runtime import Runtime
 from app.services import shard_state
 from app.services.failures import describe_failure
+from app.observability.log_context import bound
 from app.services.heartbeat import Heartbeat
+from app.services.interruption import Interrupted
 from app.services.prepared_runs import PreparedRun
 from app.services.run_inputs import load_run_inputs
 from workers.probes.base import Probe, ProbeContext
@@ -21,23 +23,28 @@ log = logging.getLogger(__name__)
 ShardInputs = Callable[[], tuple[Probe, ProbeContext]]
 
 
-def compute_shard(runtime: Runtime, shard: shard_state.ClaimedShard, inputs: ShardInputs) -> str:
+def compute_shard(runtime: Runtime, shard: shard_state.ClaimedShard, worker: str, inputs: ShardInputs) -> str:
     """Compute a claimed shard and record its result or its error; returns the shard's status.
 
     ``inputs`` yields the probe and its context; it is called inside the failure handling, so an
     input that cannot be prepared fails the shard with its reason like any probe error.
     """
     factory, settings = runtime.session_factory, runtime.settings
-    beat = Heartbeat(lambda: shard_state.heartbeat(factory, shard.id), settings.heartbeat_every_s, f"heartbeat-shard-{shard.id}")
+    beat = Heartbeat(lambda: shard_state.heartbeat(factory, shard.id, worker), settings.heartbeat_every_s,
+                     f"heartbeat-shard-{shard.id}")
     try:
         with beat:
             probe, context = inputs()
             result = probe.run_shard(context, shard.spec)
+    except Interrupted:
+        # Shutting down (or the run was taken over): the shard goes back to the queue untouched.
+        shard_state.release(factory, shard.id, worker)
+        raise
     except Exception as exc:
         log.exception("shard %s (run %s, %s #%d) failed", shard.id, shard.run_id, shard.probe, shard.index)
-        shard_state.record(factory, shard.id, error=describe_failure(exc))
+        shard_state.record(factory, shard.id, worker, error=describe_failure(exc))
         return "failed"
-    shard_state.record(factory, shard.id, result=result)
+    shard_state.record(factory, shard.id, worker, result=result)
     return "succeeded"
 
 
@@ -60,4 +67,8 @@ def process_shard(shard_id: str, runtime: Runtime, worker: str) -> str:
         key = (shard.run_id, shard.run_attempt)
         return runtime.prepared_runs.get(key, lambda: prepare_run(runtime, shard.run_id)).shard_inputs(shard.probe)
 
-    return compute_shard(runtime, shard, inputs)
+    with bound(shard.run_id):
+        try:
+            return compute_shard(runtime, shard, worker, inputs)
+        except Interrupted:
+            return "requeued"

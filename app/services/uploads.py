@@ -24,11 +24,13 @@ from app.storage import BlobStore, IncomingBlob
 from models.errors import InputError
 from models.loading import load_checkpoint
 from models.registry import build_model, count_parameters
-from models.specs import parse_arch
+from models.graph.checks import GraphLimits
+from models.graph.describe import describe_graph, require_agreement, synthetic_inputs
+from models.specs import DataInput, data_input_for, parse_arch
 from workers.data.files import load_dataset_file
 
 CHUNK_BYTES = 1 << 20
-MODEL_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".pt2": "pt2"}
+MODEL_FORMATS = {".safetensors": "safetensors", ".pt": "pt", ".pth": "pt", ".pt2": "pt2", ".onnx": "onnx"}
 DATASET_FORMATS = {".npz": "npz", ".safetensors": "safetensors"}
 
 
@@ -86,19 +88,35 @@ def create_model(
     *,
     handle: BinaryIO,
     filename: str | None,
-    arch_json: str,
+    arch_json: str | None,
     name: str | None,
     tags: str | None,
     max_bytes: int,
     provenance: ModelProvenance = ModelProvenance(),
     created_by: str | None = None,
+    graph_limits: GraphLimits | None = None,
+    dataset: DatasetRecord | None = None,
+    dataset_path: Path | None = None,
 ) -> tuple[ModelRecord, bool]:
-    """Validate the arch and the checkpoint against it; return (record, bytes already stored)."""
+    """Validate the arch and the checkpoint against it; return (record, bytes already stored).
+
+    A ``.onnx`` file needs no arch: it is checked and converted (``models.graph``), its per-sample
+    input shape bound to ``dataset`` when one is given, and its outputs compared with onnxruntime
+    on the dataset's test inputs (else on seeded ones); the comparison is recorded on the row.
+    """
+    fmt = file_format(filename, MODEL_FORMATS)
+    if fmt == "onnx":
+        return _create_onnx_model(
+            session, store, handle=handle, filename=filename, arch_json=arch_json, name=name, tags=tags,
+            max_bytes=max_bytes, limits=graph_limits or GraphLimits(max_file_bytes=max_bytes),
+            dataset=dataset, dataset_path=dataset_path, provenance=provenance, created_by=created_by,
+        )
+    if not arch_json:
+        raise InputError.at(["arch"], "an architecture spec is required for checkpoints (only .onnx files carry their own)")
     try:
         arch = parse_arch(arch_json)
     except ValidationError as exc:
         raise InputError.from_validation(exc, prefix=["arch"]) from None
-    fmt = file_format(filename, MODEL_FORMATS)
     tag_list = parse_tags(tags)
     with _staged_upload(store, handle, max_bytes, fmt) as blob:
         # On the meta device: parameter names, shapes and count without allocating (a 1e9-parameter
@@ -126,6 +144,62 @@ def create_model(
     session.add(record)
     session.commit()
     return record, stored.already_stored
+
+
+def _create_onnx_model(
+    session: Session,
+    store: BlobStore,
+    *,
+    handle: BinaryIO,
+    filename: str | None,
+    arch_json: str | None,
+    name: str | None,
+    tags: str | None,
+    max_bytes: int,
+    limits: GraphLimits,
+    dataset: DatasetRecord | None,
+    dataset_path: Path | None,
+    provenance: ModelProvenance,
+    created_by: str | None,
+) -> tuple[ModelRecord, bool]:
+    if arch_json:
+        raise InputError.at(["arch"], "an .onnx file carries its own architecture; leave 'arch' out")
+    tag_list = parse_tags(tags)
+    data_input, check_x = None, None
+    if dataset is not None and dataset_path is not None:
+        data = load_dataset_file(dataset_path, name=dataset.name, format=dataset.format)
+        data_input = data_input_of(data.sample_shape, str(data.X_test.dtype))
+        check_x = data.X_test[:16]
+    with _staged_upload(store, handle, max_bytes, "onnx") as blob:
+        spec, module = describe_graph(blob.path, limits, data_input)
+        if check_x is None:
+            check_x = synthetic_inputs(spec)
+        conversion = require_agreement(blob.path, module, check_x.to(torch.long if spec.input.kind == "tokens" else torch.float32))
+        stored = blob.commit()
+    if stored.sha256 != spec.graph:  # pragma: no cover - the same bytes hashed twice
+        raise RuntimeError("stored ONNX blob hash differs from the checked file's")
+    record = ModelRecord(
+        name=(name or Path(filename or "model").stem)[:200],
+        tags=tag_list,
+        arch=spec.model_dump(mode="json"),
+        family="onnx",
+        sha256=stored.sha256,
+        size_bytes=stored.size_bytes,
+        format="onnx",
+        parameter_count=count_parameters(module),
+        conversion={**conversion, "inputs": "dataset_test_set" if dataset is not None else "synthetic",
+                    "opset": module.signature.opset},
+        created_by=created_by,
+        **{field: (value or None) for field, value in asdict(provenance).items()},
+    )
+    session.add(record)
+    session.commit()
+    return record, stored.already_stored
+
+
+def data_input_of(sample_shape: tuple[int, ...], x_dtype: str) -> DataInput | None:
+    """``models.specs.data_input_for`` from a dataset's described shape and dtype."""
+    return data_input_for(tuple(sample_shape), x_dtype.removeprefix("torch.").startswith(("int", "uint")))
 
 
 def create_dataset(

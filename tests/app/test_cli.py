@@ -52,6 +52,28 @@ def test_run_reports_spec_errors_by_field(tmp_path):
     assert result.exit_code == 2 and "no such file" in result.output
 
 
+_IMPORTS_AFTER = """
+import sys
+from app.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as exit:
+    print("EXIT", exit.code, "TORCH", "torch" in sys.modules)
+"""
+
+
+def test_help_and_spec_errors_answer_without_importing_torch(tmp_path):
+    # Importing torch is most of a cold start (seconds on a busy 2-core machine): help and a spec
+    # the schema refuses must not pay it. A fresh interpreter, so nothing is imported already.
+    import subprocess
+    import sys
+
+    (tmp_path / "spec.json").write_text(json.dumps({"model": {"arch": {"name": "mlp"}}, "probes": {}}))
+    for argv, code in ((["--help"], 0), (["run", str(tmp_path / "spec.json")], 2)):
+        out = subprocess.run([sys.executable, "-c", _IMPORTS_AFTER, *argv], capture_output=True, text=True, check=True)
+        assert f"EXIT {code} TORCH False" in out.stdout, out.stdout + out.stderr
+
+
 @pytest.mark.slow  # the whole demo: minutes
 def test_demo_runs_every_probe_through_the_embedded_service(tmp_path):
     result = CliRunner().invoke(main, ["demo", "--data-dir", str(tmp_path)])
@@ -85,3 +107,30 @@ def test_worker_refuses_to_start_without_a_broker(monkeypatch):
     monkeypatch.delenv("PRIORPROBE_BROKER_URL", raising=False)
     result = CliRunner().invoke(main, ["worker"])
     assert result.exit_code != 0 and "PRIORPROBE_BROKER_URL" in result.output
+
+
+def test_run_an_onnx_file_given_as_weights(tmp_path):
+    from tests.models.graph.exports import export_named
+
+    export_named("cnn", tmp_path)
+    spec = {"model": {"weights": "cnn.onnx"}, "probes": {"invariance": {"transforms": ["circular_shift"], "n_inputs": 16,
+                                                                        "n_init_samples": 2, "bootstrap": 50}}}
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "spec.json"), "--out", str(tmp_path / "report.json")])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["run"]["spec"]["model"]["arch"]["name"] == "onnx" and report["run"]["weights"] == "uploaded"
+    # The zoo's circular CNN with global pooling, exported: still exactly shift-invariant.
+    assert report["probes"]["invariance"]["transforms"]["circular_shift"]["invariance_ratio"]["value"] < 1e-10
+
+
+def test_models_template_writes_a_checkpoint_the_service_accepts(tmp_path):
+    from models.loading import load_checkpoint
+
+    arch = {"name": "mlp", "in_dim": 4, "hidden": [3], "out_dim": 2}
+    (tmp_path / "arch.json").write_text(json.dumps(arch))
+    result = CliRunner().invoke(main, ["models", "template", str(tmp_path / "arch.json")])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[:4] == ["layers.0.weight\t[3, 4]", "layers.0.bias\t[3]", "layers.1.weight\t[2, 3]",
+                                              "layers.1.bias\t[2]"]
+    load_checkpoint(tmp_path / "arch.safetensors", build_model(parse_arch(arch), seed=7))

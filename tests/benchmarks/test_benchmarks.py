@@ -26,20 +26,31 @@ def load(name: str):
     return module
 
 
-def test_inductive_bias_benchmark_batched_equals_loop(capsys):
+@pytest.mark.slow  # eight fresh Python processes, each importing torch
+def test_inductive_bias_benchmark_runs_the_product_path_and_matches_train_model(capsys):
     bench = load("bench_inductive_bias")
     threads = torch.get_num_threads()
     try:
-        rows = bench.main(["--device", "cpu", "--epochs", "1", "--repeats", "1", "--small-hypotheses", "4",
-                           "--wide-width", "32", "--wide-hypotheses", "2", "--wide-batch-size", "64",
-                           "--matmul-size", "256", "--threads", str(threads)])
+        rows = bench.main(["--repeats", "1", "--hypotheses", "30", "--loop-hypotheses", "2", "--wide-width", "16",
+                           "--wide-hypotheses", "30", "--cnn-channels", "4", "--cnn-hypotheses", "30",
+                           "--matmul-size", "256", "--check", "2", "--threads", "1"])
     finally:
         torch.set_num_threads(threads)  # the script sets the thread count for the whole process
-    assert [r["case"] for r in rows] == ["small", "wide"]
+    assert [r["case"] for r in rows] == ["issue", "small", "wide", "cnn"]
     for row in rows:
+        # The product path's losses are train_model's, one model at a time (float rounding only).
         assert row["max_rel_diff"] < 1e-4
-        assert row["batched_hps"] > 0 and row["loop_hps"] > 0 and 0 < row["peak_fraction"]
-    assert "of matmul" in capsys.readouterr().out
+        assert set(row["cold"]["phases"]) == {"sampling_s", "estimation_s"}
+        assert row["ours_cold_hps"] > 0 and row["loop_cold_hps"] > 0 and 0 < row["peak_fraction_warm"]
+    assert "loop cold" in capsys.readouterr().out
+
+
+def test_probe_timing_reads_both_report_shapes():
+    bench = load("bench_inductive_bias")
+    flat = {"timing": {"inductive_bias": {"sampling_s": 2.0, "estimation_s": 0.5, "total_s": 2.6}}}
+    nested = {"timing": {"inductive_bias": {"total_s": 2.6, "phases": {"sampling_s": 2.0, "estimation_s": 0.5}}}}
+    for report in (flat, nested):
+        assert bench.probe_timing(report) == (2.6, {"sampling_s": 2.0, "estimation_s": 0.5})
 
 
 def test_invariance_benchmark_methods_agree(capsys):

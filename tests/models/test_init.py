@@ -1,5 +1,6 @@
 """apply_init: empirical moments and distributions against the analytic ones, on every kind of
-parameter (weights, biases, LayerNorm gains/shifts, embeddings, positional embeddings, cls)."""
+parameter (weights, biases, LayerNorm gains/shifts with ``norms=true``, embeddings, positional
+embeddings, cls); norm gains 1 and shifts 0 by default; per-name draws."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def _fresh_model():
 
 def _initialised(dist: str, scale: float, seed: int = 0):
     model = _fresh_model()
-    apply_init(model, InitSpec(dist=dist, scale=scale), torch.Generator().manual_seed(seed))
+    apply_init(model, InitSpec(dist=dist, scale=scale, norms=True), torch.Generator().manual_seed(seed))
     return model
 
 
@@ -104,3 +105,27 @@ def test_low_and_double_precision_models():
     apply_init(double, InitSpec(dist="uniform", scale=1.0), torch.Generator().manual_seed(1))
     values = _all_values(double)
     assert not np.array_equal(values, values.astype(np.float32).astype(np.float64))
+
+
+def test_norm_gains_and_shifts_stay_one_and_zero_unless_norms():
+    model = _fresh_model()
+    apply_init(model, InitSpec(dist="normal", scale=3.0), torch.Generator().manual_seed(0))
+    norm_names = [n for n, _ in model.named_parameters() if "norm" in n]
+    assert len(norm_names) == 6  # norm1, norm2 of the block and the final norm: weight and bias each
+    for name, p in model.named_parameters():
+        if "norm" in name:
+            assert torch.equal(p, torch.full_like(p, 1.0 if name.endswith("weight") else 0.0)), name
+        else:
+            assert p.abs().max() > 0.5, name  # drawn from N(0, 9)
+
+
+def test_a_parameter_depends_on_its_name_and_the_member_only():
+    # Renaming nothing but visiting another model with a subset of the names gives the same draws
+    # for the shared names: what makes a zoo model and its ONNX export the same member.
+    from torch import nn
+
+    full = nn.ModuleDict({"a": nn.Linear(3, 4), "b": nn.Linear(4, 2)})
+    part = nn.ModuleDict({"b": nn.Linear(4, 2)})
+    for model in (full, part):
+        apply_init(model, InitSpec(dist="uniform", scale=1.0), torch.Generator().manual_seed(9))
+    assert torch.equal(full["b"].weight, part["b"].weight) and torch.equal(full["b"].bias, part["b"].bias)

@@ -6,9 +6,10 @@ spec without loading its arrays; a mismatch becomes a 422 naming every problem, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from models.specs import CNNSpec, MLPSpec, TokenInput, TransformerSpec, ViTSpec, input_signature
+from models.specs import CNNSpec, MLPSpec, OnnxSpec, TransformerSpec, ViTSpec, input_signature, token_vocab_size
 from models.errors import InputError
 
 CLASSIFICATION_LOSSES = ("cross_entropy", "zero_one")
@@ -17,14 +18,15 @@ KNOWN_LOSSES = ("mse", *CLASSIFICATION_LOSSES)
 
 def check_dataset_fits(
     description: dict,
-    arch: MLPSpec | CNNSpec | ViTSpec | TransformerSpec,
+    arch: MLPSpec | CNNSpec | ViTSpec | TransformerSpec | OnnxSpec,
     loss: str,
     loc: Sequence[str | int] = ("task", "dataset"),
 ) -> None:
     """Raise ``InputError`` (every problem at ``loc``) unless the dataset can feed ``arch`` under ``loss``.
 
     Checks:
-    - per-sample input shape equals ``models.specs.input_signature(arch)``;
+    - per-sample input shape equals ``models.specs.input_signature(arch)``, or the architecture takes
+      flat vectors and the samples have as many values (they are flattened, ``data_signature``);
     - token inputs need integer X (with ids below ``vocab_size`` when the dataset recorded
       ``params["max_token_id"]``), every other input kind needs float X;
     - classification: ``n_classes <= out_dim`` so every label indexes an output;
@@ -47,18 +49,18 @@ def check_dataset_fits(
     out_dim = arch.out_dim
     problems: list[str] = []
 
-    if sample_shape != expected_shape:
+    flat_fit = kind == "tabular" and len(sample_shape) > 1 and math.prod(sample_shape) == math.prod(expected_shape)
+    if sample_shape != expected_shape and not flat_fit:
         problems.append(
             f"dataset samples have shape {list(sample_shape)} but the {arch.name} expects {list(expected_shape)}; "
             "change the architecture's input size or reshape the data"
         )
     if kind == "tokens":
-        assert isinstance(arch, TransformerSpec) and isinstance(arch.input, TokenInput)
         if not x_is_integer:
             problems.append(f"the transformer takes token ids, so X must hold integers, not {x_dtype}")
         else:
             max_token = (description.get("params") or {}).get("max_token_id")
-            vocab_size = arch.input.vocab_size
+            vocab_size = token_vocab_size(arch)
             if max_token is not None and max_token >= vocab_size:
                 problems.append(f"X holds token id {max_token} but vocab_size is {vocab_size}; ids must be < vocab_size")
     elif x_is_integer:

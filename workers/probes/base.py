@@ -17,7 +17,7 @@ import torch
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
-    from models.specs import ArchSpec
+    from models.specs import ArchSpec, DataInput
     from workers.probes.metrics import Metric, MetricDefinition
     from workers.data.dataset import Dataset
     from workers.runspec import TaskSpec
@@ -74,6 +74,9 @@ class ProbeContext:
     timing: dict[str, float] = field(default_factory=dict)
     # Arrays too large for the JSON report (e.g. every sampled loss), stored beside it as .npy.
     artifacts: dict[str, "np.ndarray"] = field(default_factory=dict)
+    # How the data's samples are shaped (task.input, or inferred from the dataset); None: as the
+    # architecture takes them. The dataset itself is always in the architecture's shape.
+    data_input: "DataInput | None" = None
 
 
 class ProbeParams(BaseModel):
@@ -114,12 +117,11 @@ class Probe(ABC):
 
         Runs before the run is queued, so problems surface as a 422 rather than a failed run.
         """
-        from models.specs import input_signature
         from models.errors import InputError
 
         if self.requires_task and task is None:
             raise InputError.at(["task"], f"probe '{self.name}' needs a task (dataset, loss, target_error)")
-        kind, _ = input_signature(arch)
+        kind, _ = task_signature(arch, task)
         if kind not in self.supported_input_kinds:
             raise InputError.at(
                 ["probes", self.name],
@@ -157,3 +159,14 @@ class Probe(ABC):
         ``run`` passed to ``context.shards.map``.
         """
         raise NotImplementedError(f"probe '{self.name}' does not run in shards")
+
+
+def task_signature(arch: "ArchSpec", task: "TaskSpec | None") -> tuple[str, tuple[int, ...]]:
+    """``models.specs.data_signature`` for the task's declared ``input``; ``InputError`` at ``task.input``."""
+    from models.errors import InputError
+    from models.specs import data_signature
+
+    try:
+        return data_signature(arch, None if task is None else task.input)
+    except ValueError as exc:
+        raise InputError.at(["task", "input"], str(exc)) from None

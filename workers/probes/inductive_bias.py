@@ -21,12 +21,13 @@ workers with the same CPU instruction set (or GPU model), library builds and thr
 from __future__ import annotations
 
 import itertools
+import math
 import re
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models.specs import ArchSpec, input_signature
 from workers.data.dataset import Dataset
@@ -34,13 +35,23 @@ from models.errors import InputError
 from workers.probes.base import Probe, ProbeContext, ProbeParams
 from workers.probes.metrics import Metric, MetricDefinition, Scope
 from workers.probes.functional import gp_kernel
-from workers.probes.functional.bits_estimate import estimate_bits
+from workers.probes.functional.bits_estimate import empirical_estimate, estimate_bits
 from workers.probes.functional.ensemble_training import default_chunk_size, sample_losses
 from workers.probes.functional.generalized_chi2 import log_cdf as generalized_chi2_log_cdf
 from workers.probes.functional.hypothesis_loss import test_losses
+from workers.probes.functional.latent_spaces import LatentSpace, init_latent, kernel_latent, parameter_laws, trained_latent
+from workers.probes.functional.rare_event import SplittingRun, combine_replicates, replicate_seed, subset_simulation
+from workers.probes.functional.tail_families import FamilyEstimate, data_depth, lognormal_estimate, span_interval
+from workers.probes.functional.bits_estimate import EXTRAPOLATION_THRESHOLD
 from workers.runspec import TaskSpec, TrainSpec
 
 Sampler = Literal["init", "trained", "kernel"]
+# Which estimator gives the headline ``bits``/``ci95`` (docs/methods.md §1): the fitted non-central
+# chi-squared tail, subset simulation on the space's Gaussian latent variables, or the exact law.
+Method = Literal["fitted_tail", "rare_event", "exact"]
+# A space's headline may also be ``empirical``: losses exactly 0 (zero_one on small test sets) fit no
+# continuous tail, and then the fraction below epsilon is the answer (never a failed run).
+EstimateMethod = Literal["fitted_tail", "rare_event", "exact", "empirical"]
 _LOC = ("probes", "inductive_bias")
 # No '.' in labels: they become segments of dotted metric keys (``inductive_bias.spaces.<label>.bits``).
 _LABEL = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")
@@ -74,8 +85,31 @@ class ComparedSpace(ProbeParams):
         return value
 
 
+class RareEventParams(ProbeParams):
+    """Subset simulation (``functional.rare_event``): ``replicates`` independent runs, one shard each."""
+
+    chains: int = Field(default=1000, ge=20, le=1_000_000, description="samples per level")
+    replicates: int = Field(default=8, ge=2, le=256, description="independent runs; ci95 from their spread")
+    p0: float = Field(default=0.1, ge=0.01, le=0.5, description="conditional probability per level")
+    target_acceptance: float = Field(default=0.3, ge=0.05, le=0.95, description="pCN acceptance the step size adapts to")
+    moves_per_state: int = Field(default=3, ge=1, le=100, description="pCN moves between recorded chain states")
+
+    @model_validator(mode="after")
+    def _whole_seed_count(self) -> "RareEventParams":
+        seeds = self.p0 * self.chains
+        if abs(seeds - round(seeds)) > 1e-9 or round(seeds) < 2:
+            raise ValueError(f"p0 * chains must be a whole number of at least 2 seeds, got {self.p0} * {self.chains}")
+        return self
+
+
 class InductiveBiasParams(ProbeParams):
     sampler: Sampler = Field(default="init", description="init | trained | kernel")
+    method: Method = Field(
+        default="fitted_tail",
+        description="headline estimator: fitted_tail (fit to the samples), rare_event (subset simulation on the "
+        "space's Gaussian latent variables), exact (kernel sampler with mse only)",
+    )
+    rare_event: RareEventParams = Field(default_factory=RareEventParams, description="settings of method rare_event")
     n_hypotheses: int = Field(default=1000, ge=30, le=1_000_000, description="hypotheses sampled per space")
     target_error: float | None = Field(default=None, gt=0, description="epsilon; default: the task's target_error")
     train: TrainOverrides = Field(default_factory=TrainOverrides, description="overrides of the task's training budget")
@@ -85,7 +119,7 @@ class InductiveBiasParams(ProbeParams):
     bootstrap: int = Field(default=200, ge=200, le=10_000, description="bootstrap refits for ci95 (docs/methods.md §1: B >= 200)")
     chunk_size: int | None = Field(
         default=None, ge=1, le=1_000_000,
-        description="hypotheses trained at once (memory); default from a memory estimate; rounded to divide shard_size",
+        description="hypotheses trained at once (memory); default from a memory estimate; rounded to divide shard_size when there are several shards, to split the run evenly otherwise",
     )
     shard_size: int = Field(default=1000, ge=30, le=1_000_000, description="hypotheses per parallel work unit")
     histogram_bins: int = Field(default=40, ge=5, le=1000)
@@ -108,8 +142,12 @@ class SpaceEstimate(BaseModel):
 
     sampler: Sampler
     arch: dict | None = Field(description="None for the kernel space")
+    method: EstimateMethod = Field(default="fitted_tail", description="the estimator that produced bits and ci95")
     bits: float
     ci95: list[float]
+    bits_is_lower_bound: bool = Field(
+        default=False, description="fitted_tail with no sampled loss at or below epsilon: bits is the Clopper-Pearson "
+        "lower bound (the truth is >= bits at 97.5% confidence), never the extrapolation")
     target_error: float
     n_hypotheses: int
     n_below: int
@@ -127,6 +165,17 @@ class SpaceEstimate(BaseModel):
     model_loss: float | None = Field(default=None, description="the uploaded weights' own test loss")
     model_bits: float | None = Field(default=None, description="-log2 CDF(model_loss) under the fit")
     warnings: list[str] = Field(default_factory=list, description="what makes this estimate less trustworthy")
+    fitted_tail: dict[str, Any] | None = Field(
+        default=None, description="the non-central chi-squared fit's own bits and bootstrap ci95 (the extrapolation "
+        "when bits_is_lower_bound; beside the headline when another method gives it)")
+    tail_families: dict[str, Any] | None = Field(
+        default=None, description="method fitted_tail: bits, bootstrap ci95, KS p-value of each tail family; "
+        "ci95 spans every adequate family's interval")
+    deepest_observed_bits: float | None = Field(default=None, description="log2(S): the depth of the smallest sampled loss")
+    validated_depth_bits: float | None = Field(
+        default=None, description="log2(S / 10): the deepest depth with 10 sampled losses at or below it")
+    rare_event: dict[str, Any] | None = Field(
+        default=None, description="method rare_event: replicate bits, evaluations, levels, acceptance, min_loss")
 
 
 class RelativeBias(BaseModel):
@@ -135,7 +184,9 @@ class RelativeBias(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     bits_difference: float = Field(description="bits(a) - bits(b): information a's prior supplies less than b's")
-    ci95: list[float] = Field(description="from the difference of the two spaces' independent bootstrap replicates")
+    ci95: list[float] = Field(
+        description="fitted_tail: difference of the two spaces' independent bootstrap replicates; otherwise "
+        "+-1.96 times the root sum of squares of the two intervals' half-widths / 1.96 (independent estimates)")
 
 
 class InductiveBiasResult(BaseModel):
@@ -164,8 +215,17 @@ class InductiveBias(Probe):
     (difference of the two spaces' independent bootstrap replicates). The full loss samples are
     artifacts ``losses.<label>``; timing is split into ``sampling_s`` and ``estimation_s``.
 
-    Raises (as a failed run): ``ValueError`` when most hypotheses diverge, or when a loss is exactly
-    zero (``zero_one`` on tiny test sets), since the fit then cannot describe the sample.
+    ``method`` picks the headline ``bits``/``ci95`` of every space (docs/methods.md §1): ``fitted_tail``
+    (default) reports the non-central chi-squared fit with an interval spanning both tail families'
+    bootstrap intervals (``tail_families``), and, when no sampled loss reaches epsilon, the
+    Clopper-Pearson lower bound instead (``bits_is_lower_bound``; the extrapolation stays under
+    ``fitted_tail``); losses exactly 0 give the ``empirical`` fraction. ``rare_event`` measures the
+    tail by subset simulation (``rare_event`` block; one shard per replicate), ``exact`` reads the
+    kernel space's exact law. ``deepest_observed_bits`` and ``validated_depth_bits`` say how deep
+    the sample itself reaches.
+
+    Raises (as a failed run): ``ValueError`` when most hypotheses diverge, or when subset simulation
+    stalls (every loss tied). ``InputError`` when the method does not apply to a space.
     """
 
     name = "inductive_bias"
@@ -203,8 +263,23 @@ class InductiveBias(Probe):
             if space.arch.out_dim != arch.out_dim:
                 errors.append({"loc": [*_LOC, "compare", index, "arch", "out_dim"],
                                "msg": f"is {space.arch.out_dim}; the run's architecture has out_dim {arch.out_dim}"})
+        errors.extend(self._method_errors(arch, task))
         if errors:
             raise InputError(errors)
+
+    def _method_errors(self, arch: ArchSpec, task: TaskSpec | None) -> list[dict]:
+        """Spaces the chosen ``method`` cannot estimate (each with the reason)."""
+        method, errors = self.params.method, []
+        for label, (sampler, space_arch) in self._spaces(arch).items():
+            if method == "exact" and (sampler != "kernel" or (task is not None and task.loss != "mse")):
+                errors.append({"loc": [*_LOC, "method"], "msg": f"exact needs the kernel sampler and the mse loss; "
+                               f"space '{label}' has sampler {sampler!r} and loss {task.loss if task else None!r}"})
+            elif method == "rare_event" and sampler in ("init", "trained"):
+                try:
+                    parameter_laws(space_arch)
+                except ValueError as exc:
+                    errors.append({"loc": [*_LOC, "method"], "msg": f"space '{label}': {exc}"})
+        return errors
 
     def check_dataset(self, description: dict) -> None:
         samplers = {self.params.sampler} | {space.sampler or self.params.sampler for space in self.params.compare}
@@ -262,11 +337,15 @@ class InductiveBias(Probe):
         return dataset.y_test.double().numpy().reshape(dataset.y_test.shape[0], -1)
 
     def _chunk_size(self, context: ProbeContext, sampler: Sampler, arch: ArchSpec) -> int | None:
-        """One chunk size for every shard of a space, dividing ``shard_size``.
+        """One chunk size for every shard of a space.
 
         Batched CPU kernels round the tail of a tensor differently depending on its length, so
         losses are bit-identical between sharded and unsharded runs only when every shard runs the
-        same chunks: the planner fixes the size, aligned with the shard boundaries.
+        same chunks: the planner fixes the size, a divisor of ``shard_size`` when there are several
+        shards (so no shard computes hypotheses of its neighbours). A run that fits in one shard
+        splits its hypotheses into equal chunks instead: a divisor of ``shard_size`` there would
+        make the last chunk compute up to ``shard_size - 1`` hypotheses it throws away (a run of
+        128 with the default ``shard_size`` of 1000 trained 1000).
         """
         if sampler == "kernel":
             return None
@@ -274,15 +353,39 @@ class InductiveBias(Probe):
             arch, _reshaped_for(arch, context.dataset), self._train_spec(context.task) if sampler == "trained" else None,
             context.device,
         )
-        budget = max(1, min(budget, self.params.shard_size))
-        return max(d for d in range(1, budget + 1) if self.params.shard_size % d == 0)
+        n, shard_size = self.params.n_hypotheses, self.params.shard_size
+        budget = max(1, min(budget, shard_size))
+        if n <= shard_size:
+            return math.ceil(n / math.ceil(n / budget))
+        return max(d for d in range(1, budget + 1) if shard_size % d == 0)
+
+    def _epsilon(self, context: ProbeContext) -> float:
+        return self.params.target_error if self.params.target_error is not None else context.task.target_error
+
+    def _latent(self, context: ProbeContext, sampler: Sampler, arch: ArchSpec) -> LatentSpace:
+        if sampler == "kernel":
+            return kernel_latent(self._posterior(context, context.arch), self._test_targets(context.dataset), context.task.loss)
+        if sampler == "trained":
+            # Each evaluation is a (batched) training run from the encoded init and data order.
+            return trained_latent(arch, _reshaped_for(arch, context.dataset), context.task.loss,
+                                  self._train_spec(context.task), context.device)
+        return init_latent(arch, _reshaped_for(arch, context.dataset), context.task.loss, context.device)
 
     def run_shard(self, context: ProbeContext, shard: dict) -> dict:
-        """Losses of hypotheses ``start .. start + count - 1`` of one space (non-finite -> None)."""
+        """Losses of hypotheses ``start .. start + count - 1`` of one space (non-finite -> None), or,
+        for a shard with a ``replicate``, that subset-simulation run of the space."""
         labels = list(self._spaces(context.arch))
         sampler, arch = self._spaces(context.arch)[shard["space"]]
         seed = self._seed(context, labels.index(shard["space"]))
         task = context.task
+        if "replicate" in shard:
+            settings = self.params.rare_event
+            latent = self._latent(context, sampler, arch)
+            run = subset_simulation(latent.loss_fn, latent.dim, self._epsilon(context), n_chains=settings.chains,
+                                    p0=settings.p0, target_acceptance=settings.target_acceptance,
+                                    moves_per_state=settings.moves_per_state,
+                                    seed=replicate_seed(seed, shard["replicate"]))
+            return {"run": run.to_dict()}
         if sampler == "kernel":
             losses = gp_kernel.sample_kernel_losses(
                 self._posterior(context, context.arch), self._test_targets(context.dataset), shard["count"], seed,
@@ -292,7 +395,7 @@ class InductiveBias(Probe):
             losses = sample_losses(
                 arch, _reshaped_for(arch, context.dataset), task.loss, sampler, shard["count"], seed,
                 train_spec=self._train_spec(task), device=context.device, chunk_size=shard["chunk_size"],
-                start_index=shard["start"],
+                start_index=shard["start"], run_size=self.params.n_hypotheses,
             )
         return {"losses": [float(x) if np.isfinite(x) else None for x in losses]}
 
@@ -303,40 +406,50 @@ class InductiveBias(Probe):
             raise InputError.at(["task"], "the inductive_bias probe needs a task with a dataset")
         self.check_dataset(context.dataset.describe())
         params, spaces = self.params, self._spaces(context.arch)
-        epsilon = params.target_error if params.target_error is not None else context.task.target_error
+        errors = self._method_errors(context.arch, context.task)
+        if errors:
+            raise InputError(errors)
+        epsilon = self._epsilon(context)
         shards = [
             {"space": label, "start": start, "count": min(params.shard_size, params.n_hypotheses - start),
              "chunk_size": self._chunk_size(context, sampler, arch)}
             for label, (sampler, arch) in spaces.items()
             for start in range(0, params.n_hypotheses, params.shard_size)
         ]
+        if params.method == "rare_event":
+            # One replicate per shard: the replicates spread over the workers like sampling does.
+            shards += [{"space": label, "replicate": r} for label in spaces for r in range(params.rare_event.replicates)]
         started = time.perf_counter()
         results = context.shards.map(self, shards, context)
         context.timing["sampling_s"] = time.perf_counter() - started
 
         started = time.perf_counter()
         losses = {label: [] for label in spaces}
+        runs: dict[str, list[SplittingRun]] = {label: [] for label in spaces}
         for shard, result in zip(shards, results):
-            losses[shard["space"]].extend(np.nan if x is None else x for x in result["losses"])
+            if "replicate" in shard:
+                runs[shard["space"]].append(SplittingRun.from_dict(result["run"]))
+            else:
+                losses[shard["space"]].extend(np.nan if x is None else x for x in result["losses"])
         estimates, boots = {}, {}
         for index, (label, (sampler, arch)) in enumerate(spaces.items()):
             sample = np.asarray(losses[label], dtype=np.float64)
             context.artifacts[f"losses.{label}"] = sample
-            estimate = estimate_bits(sample, epsilon, n_boot=params.bootstrap, seed=self._seed(context, index),
-                                     histogram_bins=params.histogram_bins)
+            if np.any(sample == 0):
+                estimate = empirical_estimate(sample, epsilon, histogram_bins=params.histogram_bins)
+            else:
+                estimate = estimate_bits(sample, epsilon, n_boot=params.bootstrap, seed=self._seed(context, index),
+                                         histogram_bins=params.histogram_bins)
             boots[label] = estimate.bootstrap
-            estimates[label] = self._space_estimate(context, label, sampler, arch, estimate, epsilon)
+            estimates[label] = self._space_estimate(context, label, sampler, arch, estimate, epsilon, runs[label], sample)
         relative: dict[str, dict[str, RelativeBias]] = {}
         for a, b in itertools.combinations(spaces, 2):
-            relative.setdefault(a, {})[b] = RelativeBias(
-                bits_difference=estimates[a].bits - estimates[b].bits,
-                ci95=[float(v) for v in np.percentile(boots[a] - boots[b], [2.5, 97.5])],
-            )
+            relative.setdefault(a, {})[b] = _relative(estimates[a], estimates[b], boots[a], boots[b])
         context.timing["estimation_s"] = time.perf_counter() - started
         return InductiveBiasResult(loss=context.task.loss, seed=self._seed(context, 0), target_error=epsilon,
                                    spaces=estimates, relative=relative)
 
-    def _space_estimate(self, context, label, sampler, arch, estimate, epsilon) -> SpaceEstimate:
+    def _space_estimate(self, context, label, sampler, arch, estimate, epsilon, runs, sample) -> SpaceEstimate:
         fields = estimate.to_dict()
         for key in ("n_boot", "seed"):
             fields.pop(key, None)
@@ -353,15 +466,43 @@ class InductiveBias(Probe):
         if label == MAIN_SPACE and context.has_uploaded_weights and sampler != "kernel":
             model_loss = _model_test_loss(context)
             extra["model_loss"] = model_loss if np.isfinite(model_loss) else None
-            if extra["model_loss"] is not None and model_loss > 0:
+            if extra["model_loss"] is not None and model_loss > 0 and estimate.fitted is not None:
                 extra["model_bits"] = float(estimate.model_bits(model_loss))
-        extra["warnings"] = _warnings(fields)
-        return SpaceEstimate(sampler=sampler, arch=None if sampler == "kernel" else arch.model_dump(mode="json"),
+        method = self.params.method
+        has_fit = estimate.fitted is not None
+        extra["fitted_tail"] = {"bits": fields["bits"], "ci95": fields["ci95"]} if has_fit else None
+        extra["deepest_observed_bits"], extra["validated_depth_bits"] = data_depth(fields["n_hypotheses"],
+                                                                                  EXTRAPOLATION_THRESHOLD)
+        if method == "fitted_tail" and not has_fit:
+            method = "empirical"
+        if method == "fitted_tail":
+            families = [FamilyEstimate("noncentral_chi2", fields["bits"], tuple(fields["ci95"]), fields["fit"]["ks_pvalue"]),
+                        lognormal_estimate(sample[np.isfinite(sample)], epsilon, n_boot=self.params.bootstrap, seed=estimate.seed)]
+            extra["tail_families"] = {f.family: f.to_dict() for f in families}
+            low, high = span_interval(families)
+            if fields["n_below"] == 0:
+                # Nothing sampled reaches epsilon: the honest headline is the data's lower bound.
+                bound = fields["empirical_bits_ci95"][0]
+                fields["bits"], fields["ci95"] = bound, [bound, max(bound, high)]
+                extra["bits_is_lower_bound"] = True
+            else:
+                fields["ci95"] = [low, high]
+        elif method == "rare_event":
+            measured = combine_replicates(runs)
+            fields["bits"], fields["ci95"] = measured.bits, list(measured.ci95)
+            extra["rare_event"] = measured.to_dict()
+        elif method == "exact":
+            if extra.get("exact_bits") is None:
+                raise ValueError(f"epsilon {epsilon:g} lies below the support of the kernel space's test mse: "
+                                 "no hypothesis reaches it (infinitely many bits)")
+            fields["bits"], fields["ci95"] = extra["exact_bits"], [extra["exact_bits"]] * 2
+        extra["warnings"] = _warnings(fields, method, extra)
+        return SpaceEstimate(method=method, sampler=sampler, arch=None if sampler == "kernel" else arch.model_dump(mode="json"),
                              **fields, **extra)
 
     metric_definitions = (
         MetricDefinition(key="inductive_bias.bits", unit="bits", better="lower", scope=None,
-                         description="-log2 P(test loss <= epsilon) of the run's own space (headline estimate, with its ci95)"),
+                         description="-log2 P(test loss <= epsilon) of the run's own space, by the result's method (fitted_tail, rare_event, exact); a Clopper-Pearson lower bound when no sampled loss reaches epsilon (bits_is_lower_bound)"),
         MetricDefinition(key="inductive_bias.empirical_bits", unit="bits", better="lower", scope=None,
                          description="the same from the share of sampled losses below epsilon (Clopper-Pearson interval; only a lower bound when none is)"),
         MetricDefinition(key="inductive_bias.fraction_below_target", unit="fraction", better="higher", scope=None,
@@ -417,15 +558,50 @@ def _scope(sampler: Sampler) -> Scope:
     return "trained" if sampler == "trained" else "init"
 
 
-def _warnings(fields: dict) -> list[str]:
+def _relative(a: SpaceEstimate, b: SpaceEstimate, boot_a: np.ndarray, boot_b: np.ndarray) -> RelativeBias:
+    """``bits(a) - bits(b)``. Two fitted tails: the difference of the non-central chi-squared fits
+    (also where a headline is a lower bound: the difference is then an extrapolation, and that
+    space's warning says so) with the percentiles of the difference of their independent bootstrap
+    replicates. Otherwise the two estimates are independent with roughly normal errors (rare_event:
+    a t-interval on log P; exact: none), so the half-widths add in quadrature."""
+    if a.method == b.method == "fitted_tail" and a.fitted_tail is not None and b.fitted_tail is not None:
+        return RelativeBias(bits_difference=a.fitted_tail["bits"] - b.fitted_tail["bits"],
+                            ci95=[float(v) for v in np.percentile(boot_a - boot_b, [2.5, 97.5])])
+    difference = a.bits - b.bits
+    half = float(np.hypot((a.ci95[1] - a.ci95[0]) / 2, (b.ci95[1] - b.ci95[0]) / 2))
+    return RelativeBias(bits_difference=difference, ci95=[difference - half, difference + half])
+
+
+def _warnings(fields: dict, method: Method = "fitted_tail", extra: dict | None = None) -> list[str]:
+    extra = extra or {}
     notes = []
-    if not fields["fit"]["adequate"]:
+    if method == "empirical":
+        notes.append(f"no tail was fitted ({fields['fit']['reason']}): bits is the empirical fraction below epsilon "
+                     "with its Clopper-Pearson interval")
+    if not fields["fit"]["adequate"] and method == "fitted_tail":
         notes.append(
             f"the scaled non-central chi-squared does not describe these losses (KS p = {fields['fit']['ks_pvalue']:.2g}); "
             "trust empirical_bits and its interval over bits"
         )
-    if fields["extrapolated"]:
-        notes.append(f"only {fields['n_below']} sampled losses reach epsilon: bits rest on the fitted tail (see ci95)")
+    if fields["extrapolated"] and method == "fitted_tail":
+        tails = ", ".join(f"{name} {family['bits']:.3g}" for name, family in (extra.get("tail_families") or {}).items())
+        depth = extra.get("validated_depth_bits")
+        if fields["n_below"] == 0:
+            notes.append(
+                f"no sampled loss reaches epsilon (0 of {fields['n_hypotheses']}): bits is the Clopper-Pearson lower "
+                f"bound, bits >= {fields['bits']:.3g}. The fitted tails extrapolate to {tails} bits, beyond the "
+                f"validated depth of {depth:.3g} bits, where tail families disagree and the non-central chi-squared "
+                "has been measured up to 40% low: use method rare_event (init, kernel) or exact (kernel, mse) to measure it")
+        else:
+            notes.append(
+                f"only {fields['n_below']} sampled losses reach epsilon: bits {fields['bits']:.3g} extrapolate the fitted "
+                f"tail beyond the validated depth of {depth:.3g} bits; ci95 spans the tail families ({tails})")
+    rare_event = extra.get("rare_event")
+    if rare_event is not None:
+        low_acceptance = [a for a in rare_event["acceptance"] if a is not None and a < 0.05]
+        if low_acceptance:
+            notes.append(f"rare_event: {len(low_acceptance)} of {len(rare_event['acceptance'])} replicates accepted "
+                         "under 5% of their moves: their chains barely mixed, so the interval may be too narrow")
     if fields["diverged"]:
         notes.append(f"{fields['diverged']} hypotheses diverged (non-finite loss) and were excluded")
     return notes

@@ -16,9 +16,10 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from models.specs import TokenInput, TransformerSpec, input_signature
+from models.flat_input import FlatInput
+from models.specs import data_signature, input_signature, token_vocab_size
 from models.errors import InputError
-from workers.probes.base import Probe, ProbeContext, ProbeParams, ProgressFn
+from workers.probes.base import Probe, ProbeContext, ProbeParams, ProgressFn, task_signature
 from workers.probes.functional import invariance as F
 from workers.probes.metrics import Metric, MetricDefinition
 from workers.probes.weight_spectrum import init_member_seeds
@@ -214,7 +215,7 @@ class Invariance(Probe):
 
     def check_inputs(self, arch, task) -> None:
         super().check_inputs(arch, task)
-        kind, shape = input_signature(arch)
+        kind, shape = task_signature(arch, task)
         self.build_transforms(kind, shape, None if task is None else task.input_permutation)
 
     def check_dataset(self, description: dict) -> None:
@@ -239,13 +240,21 @@ class Invariance(Probe):
 
     def run(self, context: ProbeContext) -> InvarianceResult:
         """Measure ``context.model`` and ``n_init_samples`` members from ``context.make_member``."""
-        kind, shape = input_signature(context.arch)
+        kind, shape = data_signature(context.arch, context.data_input)
         permutation = None if context.task is None else context.task.input_permutation
         transforms = self.build_transforms(kind, shape, permutation)
         x, source = select_inputs(context, kind, shape, self.params.n_inputs)
         dataset = context.dataset
+        model, make_member = context.model, context.make_member
+        if shape != input_signature(context.arch)[1]:
+            # A flat-vector model probed with structured data: transforms act on the data's shape.
+            model = FlatInput(context.model, len(shape))
+
+            def make_member(seed: int, _make=context.make_member, _dims=len(shape)) -> torch.nn.Module:
+                return FlatInput(_make(seed), _dims)
+
         return self.measure(
-            context.model, context.make_member, transforms, x, seed=context.seed, input_kind=kind, inputs=source,
+            model, make_member, transforms, x, seed=context.seed, input_kind=kind, inputs=source,
             classifier=None if dataset is None else dataset.task_type == "classification",
             has_uploaded_weights=context.has_uploaded_weights, progress=context.progress,
         )
@@ -326,6 +335,9 @@ def select_inputs(context: ProbeContext, kind: str, shape: tuple[int, ...], n_in
     dataset = context.dataset
     if dataset is not None:
         X = dataset.X_test
+        if X.shape[0] >= 1 and math.prod(X.shape[1:]) == math.prod(shape):
+            # The dataset is in the architecture's shape; the probe works in the data's.
+            X = X.reshape(X.shape[0], *shape)
         if tuple(X.shape[1:]) != tuple(shape) or X.shape[0] < 2:
             raise InputError.at(
                 ["task", "dataset"], f"the invariance probe needs >= 2 test inputs of shape {list(shape)}; "
@@ -337,8 +349,7 @@ def select_inputs(context: ProbeContext, kind: str, shape: tuple[int, ...], n_in
         return X.to(device=context.device, dtype=dtype), "task_test_set"
     generator = torch.Generator().manual_seed(int(rng.integers(2**62)))
     if kind == "tokens":
-        assert isinstance(context.arch, TransformerSpec) and isinstance(context.arch.input, TokenInput)
-        x = torch.randint(0, context.arch.input.vocab_size, (n_inputs, *shape), generator=generator)
+        x = torch.randint(0, token_vocab_size(context.arch), (n_inputs, *shape), generator=generator)
     elif kind == "image":
         x = torch.rand(n_inputs, *shape, generator=generator, dtype=torch.float64).to(context.dtype)
     else:

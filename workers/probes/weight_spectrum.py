@@ -361,7 +361,14 @@ def _all_finite(weight: torch.Tensor) -> bool:
 
 
 def _spectral_layers(model: torch.nn.Module):
-    """(name, type, weight) of every analysable module, in ``named_modules`` order."""
+    """(name, type, weight) of every analysable module, in ``named_modules`` order.
+
+    An ONNX graph (``models.graph.module.GraphModule``) has no layer modules: it names its weight
+    matrices and kernels itself, by their role in the graph.
+    """
+    if hasattr(model, "spectral_weights"):
+        yield from model.spectral_weights()
+        return
     for name, module in model.named_modules():
         for cls, kind in _LAYER_TYPES:
             if isinstance(module, cls):

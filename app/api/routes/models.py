@@ -14,12 +14,13 @@ from app.api.responses import errors, links
 from app.api.session_route import SessionRoute
 from app.api.storable import require_storable
 from app.deps import RuntimeDep, SessionDep
-from app.orm import ModelRecord
+from app.orm import DatasetRecord, ModelRecord
 from app.schemas.models import ModelCreated, ModelList, ModelRead
 from app.services import catalog
 from app.services.model_refs import find_model
 from app.services.removal import StillReferenced, delete_model
 from app.services.uploads import ModelProvenance, create_model
+from models.errors import InputError
 
 router = APIRouter(prefix="/models", tags=["models"], route_class=SessionRoute)
 
@@ -31,17 +32,32 @@ def upload_model(
     session: SessionDep,
     runtime: RuntimeDep,
     caller: WriteAccess,
-    file: Annotated[UploadFile, File(description="Checkpoint: .safetensors (preferred) or a weights-only .pt state dict.")],
-    arch: Annotated[str, Form(description='Architecture spec as JSON, e.g. {"name": "mlp", "in_dim": 64, ...}.')],
+    file: Annotated[
+        UploadFile,
+        File(description="Checkpoint: .safetensors (preferred), a weights-only .pt state dict, a .pt2, or an .onnx graph."),
+    ],
+    arch: Annotated[
+        str | None, Form(description='Architecture spec as JSON, e.g. {"name": "mlp", "in_dim": 64, ...}; none for .onnx.')
+    ] = None,
     name: Annotated[str | None, Form(max_length=200, description="the lineage CI reports on; default: the file name")] = None,
     tags: Annotated[str | None, Form(description="JSON list or comma-separated.")] = None,
     version: Annotated[str | None, Form(max_length=100)] = None,
     commit: Annotated[str | None, Form(max_length=64, description="git commit the checkpoint was built from")] = None,
     branch: Annotated[str | None, Form(max_length=200)] = None,
     ci_url: Annotated[str | None, Form(max_length=500, description="the CI job that uploaded it")] = None,
+    dataset: Annotated[
+        str | None,
+        Form(description=".onnx only: an uploaded dataset id whose samples bind dynamic input axes and feed the onnxruntime check."),
+    ] = None,
 ) -> ModelCreated:
     require_storable({"file": file.filename, "arch": arch, "name": name, "tags": tags, "version": version, "commit": commit,
-                      "branch": branch, "ci_url": ci_url}, ("body",))
+                      "branch": branch, "ci_url": ci_url,
+                      "dataset": dataset}, ("body",))
+    dataset_record = None
+    if dataset:
+        dataset_record = session.get(DatasetRecord, dataset)
+        if dataset_record is None:
+            raise InputError.at(["dataset"], f"no uploaded dataset with id '{dataset}'")
     record, already_stored = create_model(
         session,
         runtime.store,
@@ -53,6 +69,9 @@ def upload_model(
         provenance=ModelProvenance(version=version, commit=commit, branch=branch, ci_url=ci_url),
         created_by=caller.key_name,
         max_bytes=runtime.settings.max_upload_bytes,
+        graph_limits=runtime.settings.graph_limits(),
+        dataset=dataset_record,
+        dataset_path=runtime.store.path_for(dataset_record.sha256) if dataset_record else None,
     )
     return ModelCreated.model_validate({**ModelRead.model_validate(record).model_dump(), "already_stored": already_stored})
 

@@ -28,6 +28,7 @@ class ModelRead(BaseModel):
     format: str
     parameter_count: int
     created_by: str | None = None
+    conversion: dict | None = None  # ONNX uploads: agreement with onnxruntime, checked at upload
     created_at: Timestamp
 
 

@@ -28,3 +28,6 @@ class Health(BaseModel):
     mode: str  # "embedded" or "distributed"
     database: str
     broker: str
+    # "ok" (at the Alembic head) or what is wrong and the command that fixes it; servers before
+    # the schema check do not send it.
+    migrations: str = "unknown"

@@ -39,7 +39,10 @@ def _all_routes() -> list[tuple[str, str]]:
 
 ALL_ROUTES = _all_routes()
 # The API takes bearer keys; the dashboard's pages take the key from a sign-in cookie instead.
-ROUTES = [(method, path) for method, path in ALL_ROUTES if path.startswith("/api/") or (method, path) in PUBLIC]
+# Prometheus's /metrics sits at the root (/api/v1/metrics is the metric trends) but is scraped
+# with a bearer key like the API.
+ROUTES = [(method, path) for method, path in ALL_ROUTES
+          if path.startswith("/api/") or path == "/metrics" or (method, path) in PUBLIC]
 DASHBOARD_OPEN = {("GET", "/signin"), ("POST", "/signin"), ("POST", "/signout")}
 DASHBOARD_ROUTES = [route for route in ALL_ROUTES if route not in ROUTES and route not in DASHBOARD_OPEN]
 

@@ -131,7 +131,7 @@ def test_probe_catalogue_serves_params_schema(embedded_client):
 
 def test_healthz_embedded(embedded_client):
     body = embedded_client.get("/api/v1/healthz").json()
-    assert body == {"status": "ok", "mode": "embedded", "database": "ok", "broker": "embedded"}
+    assert body == {"status": "ok", "mode": "embedded", "database": "ok", "broker": "embedded", "migrations": "ok"}
 
 
 def test_openapi_is_served_with_stable_operation_ids(embedded_client):

@@ -64,8 +64,13 @@ def test_fitting_datasets_pass(description, arch, loss):
 
 
 def test_sample_shape_mismatch_shows_both_shapes():
-    (msg,) = _messages(DIGITS_IMAGES, _mlp(64, 10), "cross_entropy")
-    assert "[1, 8, 8]" in msg and "[64]" in msg and "mlp" in msg
+    (msg,) = _messages(DIGITS_IMAGES, _mlp(63, 10), "cross_entropy")
+    assert "[1, 8, 8]" in msg and "[63]" in msg and "mlp" in msg
+
+
+def test_flat_models_take_images_of_as_many_values():
+    # An MLP of in_dim 64 consumes 1x8x8 images flattened (models.specs.data_signature).
+    check_dataset_fits(DIGITS_IMAGES, _mlp(64, 10), "cross_entropy")
 
 
 def test_too_few_outputs_for_the_labels():

@@ -118,3 +118,29 @@ def test_docs_list_every_metric_key():
     for name, probe in PROBES.items():
         for definition in probe.metric_definitions:
             assert f"`{definition.key}`" in docs, f"docs/metrics.md does not list {definition.key}"
+
+
+# ONNX exports (opset 17, made in the test) of every zoo family and of two hand-built models.
+ONNX_MODELS = ("mlp", "cnn", "vit", "transformer", "resnet", "small_transformer")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ONNX_MODELS)
+@pytest.mark.parametrize("probe", PROBE_NAMES)
+def test_every_probe_runs_on_onnx_exports(probe, name, tmp_path):
+    from models.graph.describe import describe_graph
+    from tests.models.graph.exports import export_named
+
+    if PROBES[probe].requires_task and name != "mlp":
+        pytest.skip("task-based probes are exercised on the MLP/gaussian_clusters pairing here")
+    path = export_named(name, tmp_path)
+    arch, _ = describe_graph(path)
+    if arch.input.kind not in PROBES[probe].supported_input_kinds:
+        pytest.skip(f"{probe} does not take {arch.input.kind} inputs")
+    task = _spec(probe, "mlp", 0).task
+    spec = RunSpec.model_validate({"model": {"arch": arch.model_dump(mode="json")}, "probes": {probe: {}}, "seed": 3,
+                                   "task": None if task is None else task.model_dump(mode="json")})
+    report = execute_run(spec, weights_path=path, dataset=load_task_dataset(spec))
+    assert report.run.weights == "uploaded"
+    PROBES[probe].Result.model_validate(report.model_dump(mode="json")["probes"][probe])
+    assert report.metrics and all(m.key.startswith(f"{probe}.") for m in report.metrics)

@@ -280,3 +280,29 @@ def test_params_have_bounds_and_defaults():
         with pytest.raises(ValidationError):
             Invariance.Params(**bad)
     assert Invariance.name == "invariance"
+
+
+def test_mlp_and_cnn_on_the_same_images_circular_shift():
+    """The classic comparison: the same 8x8 digits (``flatten: false``, so the task's input is
+    inferred as images) through an MLP, which consumes them flattened, and a circular CNN with
+    global pooling, exactly shift-invariant by construction (METHODS §2). The MLP has no such
+    symmetry: a shifted digit moves as far in output space as another digit does (ratio ~ 1)."""
+    from workers.runner import execute_run, load_task_dataset
+    from workers.runspec import RunSpec
+
+    task = {"dataset": {"builtin": "digits", "flatten": False, "n_classes": 3}, "loss": "cross_entropy", "target_error": 0.5}
+    archs = {
+        "mlp": {"name": "mlp", "in_dim": 64, "hidden": [32], "out_dim": 3},
+        "cnn": {"name": "cnn", "in_channels": 1, "image_size": 8, "channels": [8], "padding": "circular", "out_dim": 3},
+    }
+    ratios = {}
+    for label, arch in archs.items():
+        spec = RunSpec.model_validate({"model": {"arch": arch}, "task": task, "seed": 0, "probes": {
+            "invariance": {"transforms": ["circular_shift"], "n_inputs": 64, "n_init_samples": 2, "bootstrap": 50}}})
+        report = execute_run(spec, weights_path=None, dataset=load_task_dataset(spec))
+        assert report.run.spec.task.input.model_dump() == {"kind": "image", "shape": [1, 8, 8], "vocab_size": None}
+        result = report.probes.invariance
+        assert result.input_kind == "image" and result.sample_shape == [1, 8, 8]
+        ratios[label] = result.transforms["circular_shift"].invariance_ratio
+    assert ratios["cnn"].value < 1e-10
+    assert ratios["mlp"].ci95[0] > 0.3

@@ -279,3 +279,28 @@ def test_large_test_sets_are_subsampled_deterministically(monkeypatch):
     assert subset.grid.through == "test_points"
     assert subset.grid.half_widths != full.grid.half_widths
     assert run(CNN, dataset=dataset, n_init_samples=0) == subset
+
+
+@pytest.mark.parametrize("activation", ["tanh", "gaussian"])
+def test_layernorm_mlp_is_scale_flat_through_the_run_spec(activation):
+    """Neural Redshift: with a LayerNorm after every hidden layer, the function's complexity does
+    not depend on the weight scale. Through the public spec, with norm gains 1 and shifts 0 (the
+    default), mean frequency is the same at scale 0.5 and 8: each hidden pre-activation is
+    normalised, so scaling the weights changes nothing but the output's (frequency-free) scale.
+    Drawing the gains and shifts too (``init.norms``) breaks that, and complexity grows with scale
+    (measured: tanh 0.036 -> 0.29, gaussian 0.048 -> 0.51)."""
+    from workers.runner import execute_run
+    from workers.runspec import RunSpec
+
+    def mean_frequency(scale: float, norms: bool) -> float:
+        arch = {"name": "mlp", "in_dim": 2, "hidden": [64, 64, 64], "out_dim": 1, "activation": activation,
+                "layernorm": True, "init": {"dist": "normal", "scale": scale, "norms": norms}}
+        spec = RunSpec.model_validate(
+            {"model": {"arch": arch}, "probes": {"simplicity": {"grid_size": 32, "n_init_samples": 0}}, "seed": 0}
+        )
+        report = execute_run(spec, weights_path=None, dataset=None)
+        return next(m.value for m in report.metrics if m.key == "simplicity.mean_frequency")
+
+    # Equal up to float32 rounding (LayerNorm's epsilon is the only scale-dependent term).
+    assert mean_frequency(8.0, False) == pytest.approx(mean_frequency(0.5, False), rel=1e-3)
+    assert mean_frequency(8.0, True) > 3 * mean_frequency(0.5, True)

@@ -153,3 +153,38 @@ def estimate_bits(
         fitted=fit,
         bootstrap=np.asarray(boot, dtype=np.float64),
     )
+
+
+# --- issue 13: losses exactly 0 (begin) -------------------------------------------------------
+def empirical_estimate(losses, epsilon: float, *, histogram_bins: int = 40) -> BitsEstimate:
+    """The model-free estimate, for samples no continuous tail can describe (losses exactly 0,
+    e.g. ``zero_one`` on a small test set): ``bits = -log2(n_below / n)`` with the Clopper-Pearson
+    interval as ``ci95``. Every zero loss is below any positive epsilon, so ``n_below >= 1`` and
+    both ends are finite. ``fit`` says why there is none; ``fitted`` is ``None``; ``bootstrap`` is empty.
+
+    Raises ``ValueError`` as ``estimate_bits`` does for divergence, too few losses and bad arguments,
+    and when no loss is exactly 0 (use ``estimate_bits`` then).
+    """
+    values = np.asarray(losses, dtype=np.float64)
+    if values.ndim != 1 or not (np.isfinite(epsilon) and epsilon > 0):
+        raise ValueError("losses must be 1-D and epsilon positive and finite")
+    finite = values[np.isfinite(values)]
+    diverged = int(values.size - finite.size)
+    if diverged * 2 > values.size or finite.size < MIN_FINITE_LOSSES:
+        raise ValueError(f"{finite.size} finite losses of {values.size}: too few for an estimate")
+    if not np.any(finite == 0):
+        raise ValueError("no loss is exactly 0: use estimate_bits")
+    n, n_below = int(finite.size), int(np.count_nonzero(finite <= epsilon))
+    frac_low, frac_high = clopper_pearson(n_below, n)
+    counts, edges = np.histogram(finite, bins=histogram_bins)
+    bits = _bits(n_below / n)
+    return BitsEstimate(
+        bits=bits, ci95=(_bits(frac_high), _bits(frac_low)), target_error=float(epsilon), n_hypotheses=n,
+        n_below=n_below, empirical_fraction=n_below / n, empirical_ci95=(frac_low, frac_high), empirical_bits=bits,
+        empirical_bits_ci95=(_bits(frac_high), _bits(frac_low)), extrapolated=False,
+        fit={"method": "none", "adequate": True, "ks_pvalue": None,
+             "reason": f"{int(np.count_nonzero(finite == 0))} losses are exactly 0: no continuous tail family has an atom at 0"},
+        diverged=diverged, histogram={"edges": edges.tolist(), "counts": counts.tolist()}, n_boot=0, seed=0,
+        fitted=None,
+    )
+# --- issue 13: losses exactly 0 (end) ---------------------------------------------------------

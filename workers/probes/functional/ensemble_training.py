@@ -42,6 +42,8 @@ from workers.probes.functional.ensemble import (
 )
 from workers.probes.functional.hypothesis_loss import test_losses as _test_losses
 from workers.runspec import TrainSpec
+from workers.probes.functional.mlp_gradients import has_hand_gradients, mlp_gradients
+from workers.probes.functional.stacked_optimizer import make_optimizer
 from workers.training import member_training_losses
 
 Progress = Callable[[float, str], None]
@@ -107,24 +109,79 @@ def _train_chunk(
     progress: Progress | None,
 ) -> Ensemble:
     ensemble = build_members(arch, seeds, device)
-    X, y = dataset.X_train.to(ensemble_device(ensemble)), dataset.y_train.to(ensemble_device(ensemble))
     generators = [torch.Generator().manual_seed(data_order_seed(int(s))) for s in seeds]
-    optimizer = make_optimizer(train_spec, list(ensemble.params.values()))
+
+    def orders(epoch: int, n: int) -> torch.Tensor:
+        # One randperm per member, drawn exactly as train_model draws its order.
+        return torch.stack([torch.randperm(n, generator=g) for g in generators])
+
+    return train_members(ensemble, dataset, train_spec, loss, orders, progress)
+
+
+def train_members(
+    ensemble: Ensemble,
+    dataset: Dataset,
+    train_spec: TrainSpec,
+    loss: str,
+    orders: Callable[[int, int], torch.Tensor],
+    progress: Progress | None = None,
+) -> Ensemble:
+    """Train the members of ``ensemble`` from their current parameters, member j visiting the
+    training rows in the order ``orders(epoch, n_train)[j]`` (an ``(S, n_train)`` permutation per
+    epoch). ``_train_chunk`` draws the orders from each hypothesis's data-order seed; the rare-event
+    latent space (``latent_spaces.trained_latent``) derives them from its latent normals."""
+    # One flat leaf buffer holds every member's parameters (derived parameters are copied into it).
+    flat, params = _flatten(ensemble.params)
+    ensemble = Ensemble(params, ensemble.buffers, ensemble.base)
+    X, y = dataset.X_train.to(flat.device), dataset.y_train.to(flat.device)
+    optimizer = make_optimizer(train_spec, [flat])
+    hand = has_hand_gradients(ensemble.base)
+    if hand:
+        grad = torch.empty_like(flat)
+        _, grads = _views(grad, params)
+    else:
+        flat.requires_grad_(True)
     n = X.shape[0]
     for epoch in range(train_spec.epochs):
-        # One randperm per member, drawn exactly as train_model draws its order.
-        orders = torch.stack([torch.randperm(n, generator=g) for g in generators]).to(X.device)
+        epoch_orders = orders(epoch, n).to(X.device)
         for start in range(0, n, train_spec.batch_size):
-            idx = orders[:, start : start + train_spec.batch_size]
-            outputs = ensemble_forward_each(ensemble, _gather_rows(X, idx))
+            idx = epoch_orders[:, start : start + train_spec.batch_size]
+            X_each, y_each = _gather_rows(X, idx), _gather_rows(y, idx)
+            if hand:
+                mlp_gradients(ensemble.base, params, grads, X_each, y_each, loss, dataset.task_type)
+                optimizer.step([grad])
+                continue
+            # Views of the flat leaf, taken anew each step: autograd accumulates into flat.grad.
+            _, step_params = _views(flat, params)
+            outputs = ensemble_forward_each(Ensemble(step_params, ensemble.buffers, ensemble.base), X_each)
             optimizer.zero_grad(set_to_none=True)
             # The sum of the members' own mean losses: member j's gradient is its own loss's.
-            member_training_losses(loss, outputs, _gather_rows(y, idx), dataset).sum().backward()
+            member_training_losses(loss, outputs, y_each, dataset).sum().backward()
             optimizer.step()
         if progress is not None:
             progress((epoch + 1) / train_spec.epochs, f"epoch {epoch + 1}/{train_spec.epochs}")
-    params = {k: v.detach() for k, v in ensemble.params.items()}
+    flat = flat.detach()
+    _, params = _views(flat, params)
     return Ensemble(params, ensemble.buffers, ensemble.base)
+
+
+def _flatten(params: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """All stacked parameters in one flat tensor, and each parameter as a contiguous view of it.
+
+    One buffer lets the optimizer update every parameter of every member in one pass (one
+    kernel per step instead of one per tensor), and lets hand-written gradients land in place.
+    """
+    flat = torch.cat([p.detach().reshape(-1) for p in params.values()])
+    return _views(flat, params)
+
+
+def _views(flat: torch.Tensor, like: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """``flat`` cut into contiguous views with the names and shapes of ``like``."""
+    views, offset = {}, 0
+    for name, p in like.items():
+        views[name] = flat[offset : offset + p.numel()].view(p.shape)
+        offset += p.numel()
+    return flat, views
 
 
 def _gather_rows(data: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
@@ -132,18 +189,6 @@ def _gather_rows(data: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     measured six times faster than advanced indexing on the CPU (a visible share of a small
     network's step)."""
     return data.index_select(0, idx.reshape(-1)).view(*idx.shape, *data.shape[1:])
-
-
-def make_optimizer(train_spec: TrainSpec, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    """The optimizer ``train_model`` uses (torch defaults besides ``lr``), in its fused form.
-
-    Fused Adam makes one pass over each stacked tensor per step instead of about ten elementwise
-    kernels; for small networks that pass, not the matmuls, dominates the step. It computes the
-    same update (equal to float rounding). SGD without momentum is one ``add_`` per tensor anyway.
-    """
-    if train_spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train_spec.lr, fused=True)
-    return torch.optim.SGD(params, lr=train_spec.lr, foreach=True)
 
 
 def ensemble_device(ensemble: Ensemble) -> torch.device:
@@ -173,6 +218,7 @@ def sample_losses(
     chunk_size: int | None = None,
     start_index: int = 0,
     progress: Progress | None = None,
+    run_size: int | None = None,
 ) -> np.ndarray:
     """Test losses of hypotheses ``start_index .. start_index + n - 1`` of a run with ``seed``.
 
@@ -194,6 +240,9 @@ def sample_losses(
             Equal ``chunk_size`` on every shard makes sharded losses bitwise equal to unsharded.
         start_index: absolute index of the first hypothesis.
         progress: optional ``callback(fraction, message)``.
+        run_size: hypotheses in the whole run this shard belongs to (default: ``start_index + n``):
+            the last chunk stops there instead of running whole past the end. Shards that must
+            match the unsharded run bitwise pass the same ``run_size`` (the run's ``n``).
 
     Returns:
         ``(n,)`` float64 array; non-finite entries are diverged hypotheses.
@@ -204,6 +253,9 @@ def sample_losses(
         raise ValueError("the trained sampler needs a train_spec")
     if n < 0 or start_index < 0:
         raise ValueError(f"n and start_index must be >= 0, got n={n}, start_index={start_index}")
+    run_size = start_index + n if run_size is None else run_size
+    if run_size < start_index + n:
+        raise ValueError(f"run_size {run_size} ends before this shard's last hypothesis {start_index + n - 1}")
     if sampler == "trained" and not dataset.has_train_split:
         raise InputError.at(["task", "dataset"], "the trained sampler needs a training split; give n_train > 0")
     if n == 0:
@@ -220,7 +272,7 @@ def sample_losses(
     for chunk_start in range(start_index // chunk_size * chunk_size, stop, chunk_size):
         # The whole aligned chunk, also the hypotheses outside [start_index, stop): they make this
         # chunk's computation identical to the unsharded run's.
-        seeds = [hypothesis_seed(seed, i) for i in range(chunk_start, chunk_start + chunk_size)]
+        seeds = [hypothesis_seed(seed, i) for i in range(chunk_start, min(chunk_start + chunk_size, run_size))]
         first, last = max(chunk_start, start_index), min(chunk_start + chunk_size, stop)
         report = _sub_progress(progress, (first - start_index) / n, (last - first) / n)
         if sampler == "trained":

@@ -239,3 +239,17 @@ def exact_bits(epsilon: float, weights, noncentralities, offset: float = 0.0) ->
     ``inf`` when ``epsilon`` is at or below the support's lower end ``offset`` (no hypothesis reaches it).
     """
     return log_cdf(epsilon, weights, noncentralities, offset).bits
+
+
+def epsilon_for_bits(bits: float, weights, noncentralities, offset: float = 0.0) -> float:
+    """The ``x`` with ``-log2 P(Q <= x) = bits`` (``bits > 0``): the target error whose exact answer
+    is ``bits``, for calibrating estimators. Bracketed between the mean and ``offset + gap / 2^j``
+    (halving towards the support until the bits exceed the target), then Brent's method."""
+    if not bits > 0:
+        raise ValueError(f"bits must be positive, got {bits}")
+    mean = generalized_chi2_mean(weights, noncentralities, offset)
+    high = low = mean
+    while log_cdf(low, weights, noncentralities, offset).bits <= bits:
+        high, low = low, offset + (low - offset) / 2
+    return float(optimize.brentq(lambda x: log_cdf(x, weights, noncentralities, offset).bits - bits, low, high,
+                                 xtol=1e-15 * offset + 1e-300, rtol=1e-14))

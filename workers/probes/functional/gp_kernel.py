@@ -292,6 +292,20 @@ def _test_targets(posterior: GPPosterior, targets, loss: KernelLoss) -> tuple[np
     return t, None
 
 
+def kernel_functions_from_normals(posterior: GPPosterior, z: np.ndarray) -> np.ndarray:
+    """``f = mean + L z`` for ``z`` of shape ``(n, n_test, out_dim)`` (standard normals), ``(n, n_test, out_dim)``.
+
+    The map the sampler applies to its Philox normals, and the latent space of the rare-event
+    estimator (``latent_spaces.kernel_latent``)."""
+    n, shape = z.shape[0], (posterior.n_test, posterior.out_dim)
+    if n == 0:
+        return np.empty((0, *shape))
+    z = np.ascontiguousarray(np.asarray(z, dtype=np.float64).transpose(1, 0, 2))  # (n_test, n, out_dim)
+    # One GEMM over all hypotheses and outputs (a broadcast matmul would loop over hypotheses).
+    correlated = (posterior.cholesky @ z.reshape(shape[0], -1)).reshape(shape[0], n, shape[1])
+    return posterior.mean + correlated.transpose(1, 0, 2)
+
+
 def sample_kernel_functions(posterior: GPPosterior, n: int, seed: int, *, first_index: int = 0) -> np.ndarray:
     """Posterior samples ``f_i = mean + L z_i`` over the test inputs, ``(n, n_test, out_dim)`` float64,
     for hypotheses ``first_index .. first_index + n - 1``; ``z_i`` depends only on ``(seed, i)``."""
@@ -299,10 +313,25 @@ def sample_kernel_functions(posterior: GPPosterior, n: int, seed: int, *, first_
     shape = (posterior.n_test, posterior.out_dim)
     if n == 0:
         return np.empty((0, *shape))
-    z = np.stack([normals(first_index + i, shape) for i in range(n)], axis=1)  # (n_test, n, out_dim)
-    # One GEMM over all hypotheses and outputs (a broadcast matmul would loop over hypotheses).
-    correlated = (posterior.cholesky @ z.reshape(shape[0], -1)).reshape(shape[0], n, shape[1])
-    return posterior.mean + correlated.transpose(1, 0, 2)
+    return kernel_functions_from_normals(posterior, np.stack([normals(first_index + i, shape) for i in range(n)]))
+
+
+def function_losses(f: np.ndarray, dense: np.ndarray, labels: np.ndarray | None, loss: KernelLoss) -> np.ndarray:
+    """Test losses ``(n,)`` of functions ``f`` ``(n, n_test, out_dim)`` against dense targets / labels
+    (``_test_targets``), as ``sample_kernel_losses`` documents them."""
+    if loss == "mse":
+        return np.mean((f - dense) ** 2, axis=(1, 2))
+    if loss == "cross_entropy":
+        log_probs = f - special.logsumexp(f, axis=2, keepdims=True)
+        return -np.mean(log_probs[:, np.arange(f.shape[1]), labels], axis=1)
+    return np.mean(np.argmax(f, axis=2) != labels, axis=1)
+
+
+def dense_targets(posterior: GPPosterior, targets, loss: KernelLoss) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(dense (n_test, out_dim) targets, labels or None)`` from labels or a float matrix; validates ``loss``."""
+    if loss not in ("mse", "cross_entropy", "zero_one"):
+        raise ValueError(f"loss must be mse, cross_entropy or zero_one, got {loss!r}")
+    return _test_targets(posterior, targets, loss)
 
 
 def sample_kernel_losses(
@@ -335,23 +364,14 @@ def sample_kernel_losses(
     Returns:
         ``(n,)`` float64 losses.
     """
-    if loss not in ("mse", "cross_entropy", "zero_one"):
-        raise ValueError(f"loss must be mse, cross_entropy or zero_one, got {loss!r}")
     if n < 0 or chunk < 1 or first_index < 0 or seed < 0:
         raise ValueError("n, first_index and seed must be non-negative and chunk positive")
-    dense, labels = _test_targets(posterior, targets, loss)
+    dense, labels = dense_targets(posterior, targets, loss)
     losses = np.empty(n, dtype=np.float64)
-    rows = np.arange(posterior.n_test)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         f = sample_kernel_functions(posterior, stop - start, seed, first_index=first_index + start)
-        if loss == "mse":
-            losses[start:stop] = np.mean((f - dense) ** 2, axis=(1, 2))
-        elif loss == "cross_entropy":
-            log_probs = f - special.logsumexp(f, axis=2, keepdims=True)
-            losses[start:stop] = -np.mean(log_probs[:, rows, labels], axis=1)
-        else:
-            losses[start:stop] = np.mean(np.argmax(f, axis=2) != labels, axis=1)
+        losses[start:stop] = function_losses(f, dense, labels, loss)
     return losses
 
 

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy import stats
 
-from workers.probes.functional.noncentral_chi2 import NcChi2Fit, bits_below, mle_fit
+from workers.probes.functional.noncentral_chi2 import NcChi2Fit, bits_below, bits_below_fits, mle_fit, mle_refits
 
 FitFn = Callable[[np.ndarray, NcChi2Fit | None], NcChi2Fit]
 
@@ -63,5 +63,22 @@ def bootstrap_bits(
     if n_boot < 1:
         raise ValueError(f"n_boot must be at least 1, got {n_boot}")
     start = full_fit if full_fit is not None else fit_fn(x, None)
-    indices = np.random.default_rng(seed).integers(0, x.size, size=(n_boot, x.size))
+    if fit_fn is mle_fit:
+        return bits_below_fits(epsilon, bootstrap_mle_refits(x, n_boot, seed, start))
+    indices = _resample_indices(x.size, n_boot, seed)
     return np.array([bits_below(epsilon, fit_fn(x[row], start)) for row in indices])
+
+
+def _resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, n, size=(n_boot, n))
+
+
+def bootstrap_mle_refits(losses: np.ndarray, n_boot: int, seed: int, start: NcChi2Fit):
+    """The maximum-likelihood fits of ``bootstrap_bits``'s resamples (same seed, same resamples),
+    for callers that read them at several epsilons. All resamples are fitted at once
+    (``noncentral_chi2.mle_refits``): one array call per likelihood evaluation for all of them
+    instead of one optimisation per resample."""
+    x = np.asarray(losses, dtype=np.float64).ravel()
+    counts = np.zeros((n_boot, x.size), dtype=np.int64)
+    np.add.at(counts, (np.arange(n_boot)[:, None], _resample_indices(x.size, n_boot, seed)), 1)
+    return mle_refits(x, counts, start)

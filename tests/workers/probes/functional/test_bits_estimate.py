@@ -127,3 +127,22 @@ def test_extremely_concentrated_losses_stay_fast_and_finite():
     estimate = estimate_bits(losses, 2.299)
     assert np.isfinite(estimate.bits) and estimate.ci95[0] <= estimate.bits <= estimate.ci95[1]
     assert estimate.empirical_ci95[0] <= estimate.empirical_fraction <= estimate.empirical_ci95[1]
+
+
+# --- issue 13: losses exactly 0 (begin) -------------------------------------------------------
+def test_empirical_estimate_for_losses_exactly_zero():
+    from workers.probes.functional.bits_estimate import empirical_estimate
+    from workers.probes.functional.intervals import clopper_pearson
+
+    losses = np.array([0.0] * 10 + [0.25] * 20 + [0.5] * 70 + [np.nan] * 3)
+    estimate = empirical_estimate(losses, 0.3)
+    low, high = clopper_pearson(30, 100)
+    assert (estimate.n_below, estimate.n_hypotheses, estimate.diverged) == (30, 100, 3)
+    assert estimate.bits == pytest.approx(-np.log2(0.3))
+    assert estimate.ci95 == pytest.approx((-np.log2(high), -np.log2(low)))
+    assert estimate.fitted is None and "exactly 0" in estimate.fit["reason"]
+    with pytest.raises(ValueError, match="use estimate_bits"):
+        empirical_estimate(losses[10:], 0.3)
+    with pytest.raises(ValueError, match="too few"):
+        empirical_estimate(np.zeros(10), 0.3)
+# --- issue 13: losses exactly 0 (end) ---------------------------------------------------------

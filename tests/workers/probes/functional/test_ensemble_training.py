@@ -17,7 +17,6 @@ from workers.probes.functional.ensemble import data_order_seed, hypothesis_seed
 from workers.probes.functional.ensemble_training import (
     MAX_CHUNK,
     default_chunk_size,
-    make_optimizer,
     sample_losses,
     train_ensemble,
 )
@@ -68,43 +67,12 @@ def _plain_losses(arch, dataset, train, loss, n, seed):
     return params, np.array(losses)
 
 
-@pytest.mark.parametrize("make_opt", ["plain", "trainer"])
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
-def test_one_optimizer_over_stacked_params_equals_separate_runs(optimizer, make_opt):
-    # Adam and SGD are elementwise: a summed loss over disjoint stacked members gives each member
-    # exactly its own run (the claim docs/methods.md §1 "Speed" relies on).
-    S, steps = 4, 25
-    generator = torch.Generator().manual_seed(0)
-    init = torch.randn(S, 5, 3, generator=generator)
-    targets = torch.randn(steps, S, 5, 3, generator=generator) * torch.arange(1, S + 1).view(1, S, 1, 1)
-    spec = TrainSpec(optimizer=optimizer, lr=0.05)
-
-    def member_loss(w, target):
-        return ((w - target) ** 2 * (w.abs() + 1)).sum(dim=(-2, -1))
-
-    stacked = init.clone().requires_grad_()
-    if make_opt == "trainer":
-        opt = make_optimizer(spec, [stacked])
-    else:
-        opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)([stacked], lr=spec.lr)
-    for t in range(steps):
-        opt.zero_grad()
-        member_loss(stacked, targets[t]).sum().backward()
-        opt.step()
-    for j in range(S):
-        w = init[j].clone().requires_grad_()
-        single = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)([w], lr=spec.lr)
-        for t in range(steps):
-            single.zero_grad()
-            member_loss(w, targets[t, j]).backward()
-            single.step()
-        torch.testing.assert_close(stacked[j].detach(), w.detach(), rtol=1e-6, atol=1e-7)
-
-
 @pytest.mark.parametrize(
     "arch_name, data_name, train, loss",
     [
+        # Plain ReLU MLPs take the hand-derived gradients (mlp_gradients), the others autograd.
         ("mlp", "clusters", ADAM, "mse"),
+        ("mlp", "clusters", ADAM, "cross_entropy"),
         ("mlp_ln", "clusters", ADAM, "cross_entropy"),
         ("mlp", "teacher", SGD, "mse"),
         ("cnn", "images", ADAM, "cross_entropy"),
@@ -118,6 +86,9 @@ def test_trained_sampler_equals_plain_loop(arch_name, data_name, train, loss, re
     n, seed = 3, 5
     ref_params, ref_losses = _plain_losses(arch, dataset, train, loss, n, seed)
     ensemble = train_ensemble(arch, dataset, train, loss, [hypothesis_seed(seed, i) for i in range(n)])
+    # 9 Adam steps of float32 sums taken in another order (batched kernels, hand-derived backward):
+    # rounding differences of ~1e-7 per step, amplified by Adam's normalisation where a gradient
+    # entry is near zero; 1e-5 relative bounds them with margin and is far below any real error.
     for j in range(n):
         for key, value in ensemble.params.items():
             torch.testing.assert_close(value[j], ref_params[j][key], rtol=1e-5, atol=1e-6)
@@ -149,11 +120,13 @@ def test_shards_with_one_chunk_size_equal_the_unsharded_run_exactly(sampler, arc
     arch, dataset = {"mlp": (MLP, clusters), "mlp_ln": (MLP_LN, clusters), "cnn": (CNN, images)}[arch_name]
     n, seed, chunk = 7, 3, 3
     whole = sample_losses(arch, dataset, "mse", sampler, n, seed, SHORT, chunk_size=chunk)
-    # Shards that start and end inside chunks: each computes its whole aligned chunks.
+    # Shards that start and end inside chunks: each computes its whole aligned chunks, the last one
+    # cut at the run's end (run_size) as the unsharded run cuts it.
     shards = [(0, 2), (2, 3), (5, 2)]
-    merged = np.concatenate(
-        [sample_losses(arch, dataset, "mse", sampler, c, seed, SHORT, chunk_size=chunk, start_index=s) for s, c in shards]
-    )
+    merged = np.concatenate([
+        sample_losses(arch, dataset, "mse", sampler, c, seed, SHORT, chunk_size=chunk, start_index=s, run_size=n)
+        for s, c in shards
+    ])
     assert np.array_equal(merged, whole)
     # Other chunk sizes agree to float rounding (kernels round tensor tails differently).
     for other in (1, n):
