@@ -15,7 +15,7 @@ from app.orm import Run, RunStatus
 from app.runtime import Runtime
 from app.services import run_state
 from app.services.liveness import node_of
-from tests.app.api.helpers import MLP_ARCH, checkpoint_bytes, upload_dataset, upload_model
+from tests.app.api.helpers import MLP_ARCH, checkpoint_bytes, dataset_npz_bytes, upload_dataset, upload_model
 from tests.conftest import wait_for_run
 from workers.runner import execute_run
 from workers.runspec import RunSpec
@@ -32,7 +32,9 @@ def test_healthz_sees_postgres_and_redis(distributed_client):
 
 def test_upload_queue_run_and_fetch_report(distributed_client, tmp_path):
     model = upload_model(distributed_client, arch=MLP_ARCH, seed=7, name="e2e")
-    dataset = upload_dataset(distributed_client)
+    # Bytes of its own: the session's PostgreSQL database outlives this module's data directory, and
+    # the submit tests' client reuses a dataset with the same sha256 (whose file would be missing).
+    dataset = upload_dataset(distributed_client, dataset_npz_bytes(seed=35))
     spec = {"model": {"weights": model["id"]}, "task": {"dataset": {"id": dataset["id"]}, "target_error": 0.5},
             "probes": {"weight_spectrum": {"n_init_samples": 3}}, "seed": 11}
     response = distributed_client.post("/api/v1/runs", json=spec)
@@ -99,7 +101,9 @@ def test_orphaned_running_run_can_be_reclaimed(distributed_settings):
 
 
 def test_failure_is_recorded_with_its_message(distributed_client, distributed_settings):
-    dataset = upload_dataset(distributed_client, name="vanishing")
+    # Bytes of its own: its file is deleted below, and the submit tests' client reuses any dataset
+    # of the session's database with the same sha256.
+    dataset = upload_dataset(distributed_client, dataset_npz_bytes(seed=104), name="vanishing")
     model = upload_model(distributed_client)
     # Lose the stored file behind the API's back: the worker must record why the run failed.
     blob = Runtime(distributed_settings).store.path_for(dataset["sha256"])
