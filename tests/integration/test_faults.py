@@ -42,11 +42,12 @@ PG_BIN = Path("/usr/lib/postgresql/15/bin")
 RUN_BOUND_S = 150
 
 # inductive_bias in 8 shards of 30 trained hypotheses: a run of several seconds with a progress
-# point per shard, so a fault lands mid-run and the merge of shards can be checked.
+# point per shard, so a fault lands mid-run and the merge of shards can be checked. Sized for the
+# batched trainer with hand-written MLP gradients (a smaller budget finished before a fault landed).
 SHARDED_SPEC = {
     "model": {"arch": {"name": "mlp", "in_dim": 2, "hidden": [16], "out_dim": 3}},
-    "task": {"dataset": {"builtin": "gaussian_clusters", "in_dim": 2, "n_classes": 3, "n_train": 128, "n_test": 64},
-             "target_error": 0.4, "train": {"epochs": 24, "batch_size": 16}},
+    "task": {"dataset": {"builtin": "gaussian_clusters", "in_dim": 2, "n_classes": 3, "n_train": 256, "n_test": 64},
+             "target_error": 0.4, "train": {"epochs": 96, "batch_size": 16}},
     "probes": {"inductive_bias": {"sampler": "trained", "n_hypotheses": 240, "shard_size": 30, "chunk_size": 30}},
     "seed": 5,
 }
