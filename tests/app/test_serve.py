@@ -50,8 +50,10 @@ def test_serve_embedded_default_answers_healthz(tmp_path):
 # inductive_bias in 16 shards: several seconds of work with a progress point after every shard.
 _SLOW_SPEC = {
     "model": {"arch": {"name": "mlp", "in_dim": 2, "hidden": [16], "out_dim": 3}},
-    "task": {"dataset": {"builtin": "gaussian_clusters", "in_dim": 2, "n_classes": 3, "n_train": 128, "n_test": 64},
-             "target_error": 0.4, "train": {"epochs": 24, "batch_size": 16}},
+    # Sized for the batched trainer with hand-written MLP gradients: 16 shards of about a second, so
+    # both signals land mid-run (a 24-epoch budget on 128 rows finished before the first one).
+    "task": {"dataset": {"builtin": "gaussian_clusters", "in_dim": 2, "n_classes": 3, "n_train": 256, "n_test": 64},
+             "target_error": 0.4, "train": {"epochs": 96, "batch_size": 16}},
     "probes": {"inductive_bias": {"sampler": "trained", "n_hypotheses": 480, "shard_size": 30, "chunk_size": 30}},
     "seed": 5,
 }
