@@ -79,7 +79,12 @@ def _inductive_bias(panel: Panel, result: Mapping[str, Any], view: PanelView) ->
     for label, space in (result.get("spaces") or {}).items():
         _add(panel, f"inductive_bias.losses.{label}", charts.loss_histogram(space, result.get("loss", "loss"), f"sampled test losses: {label}"))
         panel.tables.append(Table(f"space '{label}' ({space.get('sampler')})", ["quantity", "value", "ci95"], [
-            ["bits (headline)", fmt(space.get("bits")), fmt_interval(space.get("ci95"))],
+            # A Clopper-Pearson lower bound is the headline when no sample reached epsilon: say so.
+            ["bits (headline)", ("≥ " if space.get("bits_is_lower_bound") else "") + fmt(space.get("bits")),
+             fmt_interval(space.get("ci95"))],
+            ["method", str(space.get("method") or "fitted_tail"), ""],
+            ["deepest observed / validated depth", f"{fmt(space.get('deepest_observed_bits'))} / "
+                                                   f"{fmt(space.get('validated_depth_bits'))} bits", ""],
             ["empirical bits", fmt(space.get("empirical_bits")), fmt_interval(space.get("empirical_bits_ci95"))],
             ["samples below ε", f"{space.get('n_below')} of {space.get('n_hypotheses')}", fmt_interval(space.get("empirical_ci95"))],
             ["target error ε", fmt(space.get("target_error")), ""],
