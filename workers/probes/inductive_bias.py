@@ -229,7 +229,8 @@ class InductiveBias(Probe):
     """
 
     name = "inductive_bias"
-    version = "1.0.0"
+    # 2.0.0: symmetric spaces, methods (fitted_tail with two tail families, rare_event, exact), lower-bound headline.
+    version = "2.0.0"
     summary = "Bits of information needed to generalise: -log2 P(test loss <= epsilon) over the hypothesis space."
     paper = "https://arxiv.org/abs/2406.15941"
     requires_task = True
