@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from app.migrate import upgrade
 from app.orm.base import JSONDocument
+from tests.migrations.scratch_database import scratch_postgres_url
 from workers.report import Report
 
 LEGACY = json.loads((Path(__file__).parents[1] / "workers" / "fixtures" / "report_v1.json").read_text())
@@ -69,15 +70,5 @@ def test_backfill_on_sqlite(tmp_path):
 
 @pytest.mark.integration
 def test_backfill_on_postgresql():
-    from tests.conftest import ADMIN_URL
-
-    name = f"priorprobe_migration_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        _check_backfill(ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres_url() as url:
+        _check_backfill(url)

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from app.migrate import upgrade
+from tests.migrations.scratch_database import scratch_postgres_url
 
 
 def _columns(url: str) -> set[str]:
@@ -46,15 +47,5 @@ def test_sqlite(tmp_path):
 
 @pytest.mark.integration
 def test_postgresql():
-    from tests.conftest import ADMIN_URL
-
-    name = f"priorprobe_migration_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        _check(ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
-    finally:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_postgres_url() as url:
+        _check(url)
